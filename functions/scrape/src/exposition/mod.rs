@@ -1,0 +1,1190 @@
+//! Exposition parsing: Prometheus' text format 0.0.4 and OpenMetrics 1.0, with the grammar,
+//! leniencies and strictness of Prometheus' own parsers (`model/textparse`).
+//!
+//! The parser walks the page once, line by line, and borrows from it: names and label values are
+//! `Cow::Borrowed` unless they contain escapes, and the label buffer is reused between series, so a
+//! page is parsed without an allocation per sample. Like Prometheus' parsers it is pulled:
+//! [`Parser::next`] yields an [`Entry`], and for a series [`Parser::series`] gives its content.
+//!
+//! Like Prometheus 3, `le` labels of classic histograms and `quantile` labels of summaries are
+//! normalised to float formatting (`le="1"` → `le="1.0"`), so that the same bucket is one series
+//! whichever way an exporter writes it.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use memchr::{memchr, memchr2};
+use promlake_core::value::openmetrics_float;
+
+#[cfg(test)]
+mod tests;
+
+/// Which grammar a page is written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `text/plain; version=0.0.4` (and anything that does not say otherwise).
+    PrometheusText,
+    /// `application/openmetrics-text`.
+    OpenMetrics,
+}
+
+impl Format {
+    /// Chooses the grammar from a response's `Content-Type`, as Prometheus does: OpenMetrics when
+    /// the media type says so, the classic text format otherwise.
+    pub fn from_content_type(ct: Option<&str>) -> Format {
+        match ct {
+            Some(ct)
+                if ct.split(';').next().is_some_and(|m| {
+                    m.trim()
+                        .eq_ignore_ascii_case("application/openmetrics-text")
+                }) =>
+            {
+                Format::OpenMetrics
+            }
+            _ => Format::PrometheusText,
+        }
+    }
+}
+
+/// A metric family's type, from its `# TYPE` line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MetricType {
+    Counter,
+    Gauge,
+    Histogram,
+    GaugeHistogram,
+    Summary,
+    Info,
+    Stateset,
+    #[default]
+    Unknown,
+}
+
+impl MetricType {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+            MetricType::Histogram => "histogram",
+            MetricType::GaugeHistogram => "gaugehistogram",
+            MetricType::Summary => "summary",
+            MetricType::Info => "info",
+            MetricType::Stateset => "stateset",
+            MetricType::Unknown => "unknown",
+        }
+    }
+
+    /// Types whose OpenMetrics `_created` lines carry a start timestamp rather than a sample.
+    pub fn has_created_series(&self) -> bool {
+        matches!(
+            self,
+            MetricType::Counter | MetricType::Histogram | MetricType::Summary
+        )
+    }
+}
+
+/// A page that does not parse, with the 1-based line at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ParseError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+/// One entry of a page.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry<'a> {
+    /// A sample; read it with [`Parser::series`].
+    Series,
+    Help {
+        metric: Cow<'a, str>,
+        text: Cow<'a, str>,
+    },
+    Type {
+        metric: Cow<'a, str>,
+        kind: MetricType,
+    },
+    Unit {
+        metric: Cow<'a, str>,
+        unit: Cow<'a, str>,
+    },
+    /// A comment line (text format only), as written.
+    Comment(Cow<'a, str>),
+}
+
+/// An OpenMetrics exemplar attached to a sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exemplar<'a> {
+    pub labels: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    pub value: f64,
+    pub timestamp_ms: Option<i64>,
+}
+
+/// The current series of a [`Parser`].
+#[derive(Debug)]
+pub struct Series<'p, 'a> {
+    /// The series as written (`name{labels}`).
+    pub text: &'a str,
+    pub name: &'p str,
+    /// Labels in the order written, without the metric name.
+    pub labels: &'p [(Cow<'a, str>, Cow<'a, str>)],
+    pub value: f64,
+    pub timestamp_ms: Option<i64>,
+    pub exemplar: Option<&'p Exemplar<'a>>,
+    /// 1-based line of the sample.
+    pub line: usize,
+}
+
+/// A pull parser over one page.
+pub struct Parser<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    line: usize,
+    format: Format,
+    mtype: MetricType,
+    skip_created: bool,
+    eof_word: bool,
+    // The current series.
+    text: &'a str,
+    series_end: usize,
+    name: Cow<'a, str>,
+    labels: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    value: f64,
+    ts: Option<i64>,
+    exemplar: Option<Exemplar<'a>>,
+}
+
+type PResult<T> = Result<T, String>;
+
+impl<'a> Parser<'a> {
+    pub fn new(buf: &'a [u8], format: Format) -> Self {
+        Self {
+            buf,
+            pos: 0,
+            line: 0,
+            format,
+            mtype: MetricType::Unknown,
+            skip_created: false,
+            eof_word: false,
+            text: "",
+            series_end: 0,
+            name: Cow::Borrowed(""),
+            labels: Vec::with_capacity(16),
+            value: 0.0,
+            ts: None,
+            exemplar: None,
+        }
+    }
+
+    /// OpenMetrics only: do not yield the `_created` lines of counters, histograms and summaries
+    /// (they are start timestamps, see [`start_timestamps`]).
+    pub fn skip_created_series(mut self, skip: bool) -> Self {
+        self.skip_created = skip;
+        self
+    }
+
+    /// The type of the family the parser is in (the last `# TYPE` seen).
+    pub fn metric_type(&self) -> MetricType {
+        self.mtype
+    }
+
+    /// The 1-based line of the entry last returned.
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
+    /// The series of the last [`Entry::Series`].
+    pub fn series(&self) -> Series<'_, 'a> {
+        Series {
+            text: self.text,
+            name: &self.name,
+            labels: &self.labels,
+            value: self.value,
+            timestamp_ms: self.ts,
+            exemplar: self.exemplar.as_ref(),
+            line: self.line,
+        }
+    }
+
+    fn err<T>(&self, message: impl Into<String>) -> Result<T, ParseError> {
+        Err(ParseError {
+            line: self.line.max(1),
+            message: message.into(),
+        })
+    }
+
+    /// The next entry, `Ok(None)` at the end of the page.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Option<Entry<'a>>, ParseError> {
+        loop {
+            if self.pos >= self.buf.len() {
+                if self.format == Format::OpenMetrics && !self.eof_word {
+                    self.line += 1;
+                    return self.err("data does not end with # EOF");
+                }
+                return Ok(None);
+            }
+            if self.eof_word {
+                self.line += 1;
+                return self.err("unexpected data after # EOF");
+            }
+            let start = self.pos;
+            let (end, has_nl) = match memchr(b'\n', &self.buf[start..]) {
+                Some(i) => (start + i, true),
+                None => (self.buf.len(), false),
+            };
+            self.pos = end + 1;
+            self.line += 1;
+            let line = &self.buf[start..end];
+            let result = match self.format {
+                Format::PrometheusText => self.prom_line(line),
+                Format::OpenMetrics => self.om_line(line, has_nl),
+            };
+            match result {
+                Ok(Some(Entry::Series)) if self.skip_this_series() => continue,
+                Ok(Some(e)) => return Ok(Some(e)),
+                Ok(None) => continue,
+                Err(m) => return self.err(m),
+            }
+        }
+    }
+
+    fn skip_this_series(&self) -> bool {
+        self.skip_created
+            && self.format == Format::OpenMetrics
+            && self.mtype.has_created_series()
+            && self.name.len() > 8
+            && self.name.ends_with("_created")
+    }
+
+    // ---- text format 0.0.4 ----
+
+    fn prom_line(&mut self, line: &'a [u8]) -> PResult<Option<Entry<'a>>> {
+        let mut i = skip_ws(line, 0);
+        if i == line.len() {
+            return Ok(None); // blank lines are allowed
+        }
+        if line[i] == b'#' {
+            return self.prom_comment(line, i).map(Some);
+        }
+        let start = i;
+        i = self.series_head(line, i)?;
+        // Whitespace is optional after `}` and required after a bare name (the name ends there).
+        i = skip_ws(line, i);
+        let vstart = i;
+        while i < line.len() && !matches!(line[i], b'{' | b' ' | b'\t' | 0) {
+            i += 1;
+        }
+        if i == vstart {
+            // Prometheus parses the page as if it ended with a newline.
+            return Err(format!(
+                "expected value after metric, got {} while parsing: {}",
+                quote_bytes(&with_nl(&line[i..], 1, true), true),
+                quote_bytes(&with_nl(&line[start..], i + 1 - start, true), true)
+            ));
+        }
+        self.value = parse_float(&line[vstart..i])
+            .map_err(|e| format!("{e} while parsing: {}", quote_bytes(&line[start..i], false)))?;
+        i = skip_ws(line, i);
+        self.ts = None;
+        self.exemplar = None;
+        if i < line.len() {
+            let tstart = i;
+            if line[i] == b'-' {
+                i += 1;
+            }
+            while i < line.len() && line[i].is_ascii_digit() {
+                i += 1;
+            }
+            let ws_after = skip_ws(line, i);
+            if i == tstart || (i < line.len() && ws_after != line.len()) || ws_after != line.len() {
+                let bad = if i == tstart { i } else { ws_after.max(i) };
+                return Err(format!(
+                    "expected next entry after timestamp, got {} while parsing: {}",
+                    quote_bytes(&line[bad..(bad + 1).min(line.len())], true),
+                    quote_bytes(&line[start..(bad + 1).min(line.len())], true)
+                ));
+            }
+            let ts = std::str::from_utf8(&line[tstart..i])
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+                .ok_or_else(|| "timestamp out of range".to_string())?;
+            self.ts = Some(ts);
+        }
+        self.text = as_str(&line[start..self.series_end])?;
+        Ok(Some(Entry::Series))
+    }
+
+    fn prom_comment(&mut self, line: &'a [u8], hash: usize) -> PResult<Entry<'a>> {
+        let comment = || Ok(Entry::Comment(String::from_utf8_lossy(&line[hash..])));
+        let mut i = hash + 1;
+        let ws = skip_ws(line, i);
+        if ws == i {
+            return comment();
+        }
+        i = ws;
+        let rest = &line[i..];
+        let kind = if rest.starts_with(b"HELP") {
+            "HELP"
+        } else if rest.starts_with(b"TYPE") {
+            "TYPE"
+        } else {
+            return comment();
+        };
+        let after = i + 4;
+        let name_start = skip_ws(line, after);
+        if name_start == after {
+            return comment(); // `# HELPER ...` is a comment
+        }
+        let (metric, name_end) = self.meta_name(line, name_start).map_err(|got| {
+            format!(
+                "expected metric name after {kind}, got {} while parsing: {}",
+                quote_bytes(got, true),
+                quote_bytes(&line[hash..(name_start + 1).min(line.len())], true)
+            )
+        })?;
+        let raw_text = &line[name_end..];
+        let text = if raw_text.len() > 1 {
+            &raw_text[1..]
+        } else {
+            &[][..]
+        };
+        if kind == "HELP" {
+            let text = String::from_utf8_lossy(text);
+            let text = match text {
+                Cow::Borrowed(t) => unescape(t, false),
+                Cow::Owned(t) => Cow::Owned(unescape(&t, false).into_owned()),
+            };
+            return Ok(Entry::Help { metric, text });
+        }
+        let kind = match text {
+            b"counter" => MetricType::Counter,
+            b"gauge" => MetricType::Gauge,
+            b"histogram" => MetricType::Histogram,
+            b"summary" => MetricType::Summary,
+            b"untyped" => MetricType::Unknown,
+            other => {
+                return Err(format!("invalid metric type {}", quote_bytes(other, false)));
+            }
+        };
+        self.mtype = kind;
+        Ok(Entry::Type { metric, kind })
+    }
+
+    // ---- OpenMetrics 1.0 ----
+
+    fn om_line(&mut self, line: &'a [u8], has_nl: bool) -> PResult<Option<Entry<'a>>> {
+        if line.is_empty() {
+            return Err(format!(
+                "expected a valid start token, got {} while parsing: {}",
+                quote_bytes(b"\n", false),
+                quote_bytes(b"\n", false)
+            ));
+        }
+        if line == b"# EOF" {
+            self.eof_word = true;
+            if has_nl && self.pos < self.buf.len() {
+                return Err("unexpected data after # EOF".into());
+            }
+            self.pos = self.buf.len();
+            return Ok(None);
+        }
+        if line[0] == b'#' {
+            return self.om_meta(line, has_nl).map(Some);
+        }
+        if !(is_name_start(line[0]) || line[0] == b'{') {
+            return Err(format!(
+                "expected a valid start token, got {} while parsing: {}",
+                quote_bytes(&line[..1], false),
+                quote_bytes(&line[..1], false)
+            ));
+        }
+        let mut i = self.series_head(line, 0)?;
+        let series_end = i;
+        if i >= line.len() || line[i] != b' ' {
+            let got = if i >= line.len() {
+                if has_nl { &b"\n"[..] } else { &line[..i] }
+            } else {
+                &line[i..i + 1]
+            };
+            return Err(format!(
+                "expected value after metric, got {} while parsing: {}",
+                quote_bytes(got, true),
+                quote_bytes(&with_nl(line, i + 1, has_nl), true)
+            ));
+        }
+        i += 1;
+        let vstart = i;
+        while i < line.len() && line[i] != b' ' {
+            i += 1;
+        }
+        self.value = parse_float(&line[vstart..i])
+            .map_err(|e| format!("{e} while parsing: {}", quote_bytes(&line[..i], false)))?;
+        self.ts = None;
+        self.exemplar = None;
+        if i < line.len() && !line[i..].starts_with(b" # ") {
+            // A timestamp: float seconds.
+            i += 1;
+            let tstart = i;
+            while i < line.len() && line[i] != b' ' {
+                i += 1;
+            }
+            let ts = parse_float(&line[tstart..i])
+                .map_err(|e| format!("{e} while parsing: {}", quote_bytes(&line[..i], false)))?;
+            if !ts.is_finite() {
+                return Err(format!("invalid timestamp {}", go_special(ts)));
+            }
+            self.ts = Some((ts * 1000.0) as i64);
+            if i < line.len() && !line[i..].starts_with(b" # ") {
+                return Err(format!(
+                    "expected next entry after timestamp, got {} while parsing: {}",
+                    quote_bytes(&with_nl(&line[i..], line.len() - i + 1, has_nl), false),
+                    quote_bytes(&with_nl(line, line.len() + 1, has_nl), false)
+                ));
+            }
+        }
+        if i < line.len() {
+            // ` # {labels} value [timestamp]`
+            i += 3;
+            self.exemplar = Some(self.om_exemplar(line, i, has_nl)?);
+        }
+        if !has_nl {
+            return Err("data does not end with # EOF".into());
+        }
+        self.text = as_str(&line[..series_end])?;
+        Ok(Some(Entry::Series))
+    }
+
+    fn om_meta(&mut self, line: &'a [u8], has_nl: bool) -> PResult<Entry<'a>> {
+        let bad_start = |n: usize| {
+            let got = &line[..n.min(line.len())];
+            format!(
+                "expected a valid start token, got {} while parsing: {}",
+                quote_bytes(got, false),
+                quote_bytes(got, false)
+            )
+        };
+        if line.starts_with(b"# EOF") {
+            return Err("unexpected data after # EOF".into());
+        }
+        if line.len() < 2 || line[1] != b' ' {
+            return Err(bad_start(2));
+        }
+        let kind = if line[2..].starts_with(b"HELP ") {
+            "HELP"
+        } else if line[2..].starts_with(b"TYPE ") {
+            "TYPE"
+        } else if line[2..].starts_with(b"UNIT ") {
+            "UNIT"
+        } else {
+            // Prometheus' lexer reports the longest prefix it tried.
+            let n = if line.len() > 2 && line[2] == b' ' {
+                3
+            } else {
+                line.len()
+            };
+            return Err(bad_start(n));
+        };
+        let name_start = 7;
+        let (metric, name_end) = self.meta_name(line, name_start).map_err(|got| {
+            let got = if got.is_empty() && has_nl {
+                &b"\n"[..]
+            } else {
+                got
+            };
+            format!(
+                "expected metric name after {kind}, got {} while parsing: {}",
+                quote_bytes(got, true),
+                quote_bytes(&with_nl(line, name_start + 1, has_nl), true)
+            )
+        })?;
+        let rest = &line[name_end..];
+        if rest.is_empty() || rest[0] != b' ' {
+            return Err(format!("expected text in {kind}"));
+        }
+        let text = &rest[1..];
+        let entry = match kind {
+            "HELP" => {
+                let t = std::str::from_utf8(text).map_err(|_| {
+                    format!(
+                        "help text {} is not a valid utf8 string",
+                        quote_bytes(text, false)
+                    )
+                })?;
+                Entry::Help {
+                    metric,
+                    text: unescape(t, true),
+                }
+            }
+            "TYPE" => {
+                let kind = match text {
+                    b"counter" => MetricType::Counter,
+                    b"gauge" => MetricType::Gauge,
+                    b"histogram" => MetricType::Histogram,
+                    b"gaugehistogram" => MetricType::GaugeHistogram,
+                    b"summary" => MetricType::Summary,
+                    b"info" => MetricType::Info,
+                    b"stateset" => MetricType::Stateset,
+                    b"unknown" => MetricType::Unknown,
+                    other => {
+                        return Err(format!("invalid metric type {}", quote_bytes(other, false)));
+                    }
+                };
+                self.mtype = kind;
+                Entry::Type { metric, kind }
+            }
+            _ => {
+                let unit = as_str(text)?;
+                if !unit.is_empty() {
+                    let m: &str = &metric;
+                    let ok = m.len() > unit.len()
+                        && m.ends_with(unit)
+                        && m.as_bytes()[m.len() - unit.len() - 1] == b'_';
+                    if !ok {
+                        return Err(format!("unit {unit:?} not a suffix of metric {m:?}"));
+                    }
+                }
+                Entry::Unit {
+                    metric,
+                    unit: Cow::Borrowed(unit),
+                }
+            }
+        };
+        if !has_nl {
+            return Err("data does not end with # EOF".into());
+        }
+        Ok(entry)
+    }
+
+    fn om_exemplar(&mut self, line: &'a [u8], mut i: usize, has_nl: bool) -> PResult<Exemplar<'a>> {
+        if i >= line.len() || line[i] != b'{' {
+            return Err("expected exemplar labels".into());
+        }
+        i += 1;
+        let mut labels = Vec::new();
+        loop {
+            if i < line.len() && line[i] == b'}' {
+                i += 1;
+                break;
+            }
+            let (name, after) = self
+                .label_name(line, i)
+                .map_err(|e| self.context_err("expected label name", line, i, e.0, has_nl))?;
+            if after < line.len() && line[after] != b'=' {
+                return Err(self.context_err("expected equal", line, after, 2, has_nl));
+            }
+            if after >= line.len() {
+                return Err(self.context_err("expected equal", line, after, 1, has_nl));
+            }
+            let vstart = after + 1;
+            let (value, vend) = self
+                .label_value(line, vstart)
+                .map_err(|e| e.render(self, line, vstart, has_nl))?;
+            labels.push((name, value));
+            i = vend;
+            if i < line.len() && line[i] == b',' {
+                i += 1;
+                if i < line.len() && line[i] == b',' {
+                    return Err(self.context_err("expected label name", line, i, 2, has_nl));
+                }
+                continue;
+            }
+            if i < line.len() && line[i] == b'}' {
+                i += 1;
+                break;
+            }
+            return Err(self.context_err("expected comma or brace close", line, i, 2, has_nl));
+        }
+        if i >= line.len() || line[i] != b' ' {
+            let got: &[u8] = if i >= line.len() {
+                if has_nl { b"\n" } else { b"}" }
+            } else {
+                &line[i..i + 1]
+            };
+            return Err(format!(
+                "expected value after exemplar labels, got {} while parsing: {}",
+                quote_bytes(got, true),
+                quote_bytes(&with_nl(line, i, has_nl), true)
+            ));
+        }
+        i += 1;
+        let vstart = i;
+        while i < line.len() && line[i] != b' ' {
+            i += 1;
+        }
+        let value = parse_float(&line[vstart..i])
+            .map_err(|e| format!("{e} while parsing: {}", quote_bytes(&line[..i], false)))?;
+        let mut timestamp_ms = None;
+        if i < line.len() {
+            i += 1;
+            let tstart = i;
+            while i < line.len() && line[i] != b' ' {
+                i += 1;
+            }
+            let ts = parse_float(&line[tstart..i])
+                .map_err(|e| format!("{e} while parsing: {}", quote_bytes(&line[..i], false)))?;
+            if !ts.is_finite() {
+                return Err(format!("invalid exemplar timestamp {}", go_special(ts)));
+            }
+            timestamp_ms = Some((ts * 1000.0) as i64);
+            if i < line.len() {
+                return Err(format!(
+                    "expected next entry after exemplar timestamp, got {}",
+                    quote_bytes(&line[i..], false)
+                ));
+            }
+        }
+        Ok(Exemplar {
+            labels,
+            value,
+            timestamp_ms,
+        })
+    }
+
+    // ---- shared pieces ----
+
+    /// Parses `name`, `name{labels}` or `{"name", labels}`; returns the index after it and
+    /// remembers where the series text ends.
+    fn series_head(&mut self, line: &'a [u8], start: usize) -> PResult<usize> {
+        let om = self.format == Format::OpenMetrics;
+        let mut i = start;
+        self.labels.clear();
+        let mut name: Option<Cow<'a, str>> = None;
+        if is_name_start(line[i]) {
+            while i < line.len() && is_name_char(line[i]) {
+                i += 1;
+            }
+            name = Some(Cow::Borrowed(as_str(&line[start..i])?));
+            self.series_end = i;
+            let j = if om { i } else { skip_ws(line, i) };
+            if j < line.len() && line[j] == b'{' {
+                i = j;
+            } else {
+                self.name = name.unwrap_or(Cow::Borrowed(""));
+                return Ok(i);
+            }
+        } else if line[i] != b'{' {
+            return Err(format!(
+                "expected a valid start token, got {} while parsing: {}",
+                quote_bytes(&line[i..i + 1], false),
+                quote_bytes(&line[start..i + 1], false)
+            ));
+        }
+        // Labels.
+        i += 1;
+        loop {
+            if !om {
+                i = skip_ws(line, i);
+            }
+            if i < line.len() && line[i] == b'}' {
+                i += 1;
+                break;
+            }
+            let lstart = i;
+            let (lname, after) = self.label_name(line, i).map_err(|(n, _)| {
+                self.context_err_from("expected label name", line, start, lstart, n)
+            })?;
+            let quoted = line[lstart] == b'"';
+            let mut j = if om { after } else { skip_ws(line, after) };
+            if quoted && j < line.len() && (line[j] == b',' || line[j] == b'}') {
+                // A quoted string on its own is the metric name.
+                if name.is_some() {
+                    return Err(format!(
+                        "metric name already set while parsing: {}",
+                        quote_bytes(&line[start..j + 1], false)
+                    ));
+                }
+                name = Some(lname);
+                if line[j] == b',' {
+                    j += 1;
+                }
+                i = j;
+                continue;
+            }
+            if j >= line.len() || line[j] != b'=' {
+                let got_len = if j < line.len() && matches!(line[j], b'}' | b',') {
+                    2
+                } else {
+                    1
+                };
+                return Err(self.context_err_from("expected equal", line, start, j, got_len));
+            }
+            j += 1;
+            if !om {
+                j = skip_ws(line, j);
+            }
+            let (value, vend) = self
+                .label_value(line, j)
+                .map_err(|e| e.render_from(line, start, j))?;
+            let value = self.normalise(&lname, value);
+            self.labels.push((lname, value));
+            i = if om { vend } else { skip_ws(line, vend) };
+            if i < line.len() && line[i] == b',' {
+                i += 1;
+                if om && i < line.len() && line[i] == b',' {
+                    return Err(self.context_err_from("expected label name", line, start, i, 2));
+                }
+            } else if om && !(i < line.len() && line[i] == b'}') {
+                return Err(self.context_err_from(
+                    "expected comma or brace close",
+                    line,
+                    start,
+                    i,
+                    2,
+                ));
+            }
+        }
+        self.series_end = i;
+        match name {
+            Some(n) => self.name = n,
+            None => {
+                return Err(format!(
+                    "metric name not set while parsing: {}",
+                    quote_bytes(&line[start..], false)
+                ));
+            }
+        }
+        Ok(i)
+    }
+
+    fn normalise(&self, name: &str, value: Cow<'a, str>) -> Cow<'a, str> {
+        let applies = (self.mtype == MetricType::Histogram && name == "le")
+            || (self.mtype == MetricType::Summary && name == "quantile");
+        if !applies {
+            return value;
+        }
+        match value.parse::<f64>() {
+            Ok(f) if !value.contains(['_', 'p', 'P']) => {
+                let n = openmetrics_float(f);
+                if n == value { value } else { Cow::Owned(n) }
+            }
+            _ => value,
+        }
+    }
+
+    /// A label name: `[a-zA-Z_][a-zA-Z0-9_]*` or a quoted string. Err carries how many bytes of
+    /// context the error should show.
+    fn label_name(&self, line: &'a [u8], i: usize) -> Result<(Cow<'a, str>, usize), (usize, ())> {
+        if i < line.len() && (line[i].is_ascii_alphabetic() || line[i] == b'_') {
+            let mut j = i + 1;
+            while j < line.len() && is_label_char(line[j]) {
+                j += 1;
+            }
+            let s = std::str::from_utf8(&line[i..j]).map_err(|_| (1, ()))?;
+            return Ok((Cow::Borrowed(s), j));
+        }
+        if i < line.len() && line[i] == b'"' {
+            return match quoted(line, i + 1) {
+                Some((s, end)) => Ok((s, end)),
+                None => Err((1, ())),
+            };
+        }
+        let n = if i < line.len() && matches!(line[i], b'=' | b',') {
+            2
+        } else {
+            1
+        };
+        Err((n, ()))
+    }
+
+    fn label_value(&self, line: &'a [u8], i: usize) -> Result<(Cow<'a, str>, usize), ValueError> {
+        if i >= line.len() || line[i] != b'"' {
+            return Err(ValueError::NotQuoted);
+        }
+        match quoted(line, i + 1) {
+            Some((v, end)) => Ok((v, end)),
+            None => {
+                if std::str::from_utf8(&line[i + 1..]).is_err() && line[i + 1..].contains(&b'"') {
+                    let close = i + 1 + memchr(b'"', &line[i + 1..]).unwrap_or(0);
+                    Err(ValueError::BadUtf8(line[i..=close].to_vec()))
+                } else {
+                    Err(ValueError::Unterminated)
+                }
+            }
+        }
+    }
+
+    fn context_err(&self, what: &str, line: &[u8], at: usize, n: usize, has_nl: bool) -> String {
+        let got = with_nl(&line[at.min(line.len())..], n, has_nl);
+        format!(
+            "{what}, got {} while parsing: {}",
+            quote_bytes(&got, true),
+            quote_bytes(&with_nl(line, at + n, has_nl), true)
+        )
+    }
+
+    fn context_err_from(
+        &self,
+        what: &str,
+        line: &[u8],
+        start: usize,
+        at: usize,
+        n: usize,
+    ) -> String {
+        let end = (at + n).min(line.len());
+        let mut got = line[at.min(line.len())..end].to_vec();
+        let mut ctx = line[start..end].to_vec();
+        if at + n > line.len() {
+            got.push(b'\n');
+            ctx.push(b'\n');
+        }
+        format!(
+            "{what}, got {} while parsing: {}",
+            quote_bytes(&got, true),
+            quote_bytes(&ctx, true)
+        )
+    }
+
+    /// A metric name in a `# HELP/TYPE/UNIT` line: unquoted or quoted. Err carries what was
+    /// found instead.
+    fn meta_name(&self, line: &'a [u8], i: usize) -> Result<(Cow<'a, str>, usize), &'a [u8]> {
+        if i < line.len() && is_name_start(line[i]) {
+            let mut j = i + 1;
+            while j < line.len() && is_name_char(line[j]) {
+                j += 1;
+            }
+            return Ok((
+                Cow::Borrowed(std::str::from_utf8(&line[i..j]).map_err(|_| &line[i..j])?),
+                j,
+            ));
+        }
+        if i < line.len() && line[i] == b'"' {
+            return quoted(line, i + 1).ok_or(&line[i..]);
+        }
+        Err(&line[i.min(line.len())..(i + 1).min(line.len())])
+    }
+}
+
+enum ValueError {
+    NotQuoted,
+    Unterminated,
+    BadUtf8(Vec<u8>),
+}
+
+impl ValueError {
+    fn render(&self, p: &Parser<'_>, line: &[u8], at: usize, has_nl: bool) -> String {
+        match self {
+            ValueError::BadUtf8(v) => {
+                format!("invalid UTF-8 label value: {}", quote_bytes(v, false))
+            }
+            ValueError::NotQuoted => p.context_err("expected label value", line, at, 1, has_nl),
+            ValueError::Unterminated => {
+                p.context_err("expected label value", line, at, line.len() - at, has_nl)
+            }
+        }
+    }
+
+    fn render_from(&self, line: &[u8], start: usize, at: usize) -> String {
+        match self {
+            ValueError::BadUtf8(v) => {
+                format!("invalid UTF-8 label value: {}", quote_bytes(v, false))
+            }
+            ValueError::NotQuoted | ValueError::Unterminated => {
+                let end = if matches!(self, ValueError::NotQuoted) {
+                    at + 1
+                } else {
+                    line.len() + 1
+                };
+                let mut got = line[at.min(line.len())..end.min(line.len())].to_vec();
+                let mut ctx = line[start..end.min(line.len())].to_vec();
+                if end > line.len() {
+                    got.push(b'\n');
+                    ctx.push(b'\n');
+                }
+                format!(
+                    "expected label value, got {} while parsing: {}",
+                    quote_bytes(&got, true),
+                    quote_bytes(&ctx, true)
+                )
+            }
+        }
+    }
+}
+
+fn with_nl(line: &[u8], end: usize, has_nl: bool) -> Vec<u8> {
+    let mut v = line[..end.min(line.len())].to_vec();
+    if end > line.len() && has_nl {
+        v.push(b'\n');
+    }
+    v
+}
+
+fn go_special(f: f64) -> &'static str {
+    if f.is_nan() {
+        "NaN"
+    } else if f > 0.0 {
+        "+Inf"
+    } else {
+        "-Inf"
+    }
+}
+
+#[inline]
+fn skip_ws(line: &[u8], mut i: usize) -> usize {
+    while i < line.len() && (line[i] == b' ' || line[i] == b'\t') {
+        i += 1;
+    }
+    i
+}
+
+#[inline]
+fn is_name_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_' || b == b':'
+}
+
+#[inline]
+fn is_name_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b':'
+}
+
+#[inline]
+fn is_label_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+fn as_str(b: &[u8]) -> PResult<&str> {
+    std::str::from_utf8(b).map_err(|_| format!("invalid UTF-8: {}", quote_bytes(b, false)))
+}
+
+/// A double-quoted string starting after its opening quote: the unescaped content and the index
+/// after the closing quote. `None` when unterminated or not UTF-8.
+fn quoted(line: &[u8], start: usize) -> Option<(Cow<'_, str>, usize)> {
+    let rest = &line[start..];
+    let close = memchr2(b'"', b'\\', rest)?;
+    if rest[close] == b'"' {
+        let s = std::str::from_utf8(&rest[..close]).ok()?;
+        return Some((Cow::Borrowed(s), start + close + 1));
+    }
+    // Escapes: find the real closing quote.
+    let mut i = close;
+    while i < rest.len() {
+        match rest[i] {
+            b'\\' => i += 2,
+            b'"' => {
+                let s = std::str::from_utf8(&rest[..i]).ok()?;
+                return Some((unescape(s, true), start + i + 1));
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Undoes the exposition escapes: `\\` and `\n`, plus `\"` in label values (and OpenMetrics help).
+/// Other backslashes stay as written.
+fn unescape(s: &str, quotes: bool) -> Cow<'_, str> {
+    if !s.contains('\\') {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.clone().next() {
+            Some('\\') => {
+                out.push('\\');
+                chars.next();
+            }
+            Some('n') => {
+                out.push('\n');
+                chars.next();
+            }
+            Some('"') if quotes => {
+                out.push('"');
+                chars.next();
+            }
+            _ => out.push('\\'),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Prometheus' `parseFloat`: Go's `strconv.ParseFloat` without hex floats and `_` separators.
+pub fn parse_float(b: &[u8]) -> Result<f64, String> {
+    let s = std::str::from_utf8(b).map_err(|_| {
+        format!(
+            "strconv.ParseFloat: parsing {}: invalid syntax",
+            quote_bytes(b, false)
+        )
+    })?;
+    if s.contains(['p', 'P', '_']) {
+        return Err("unsupported character in float".into());
+    }
+    let lower = s.trim_start_matches(['+', '-']);
+    let ok_special = lower.eq_ignore_ascii_case("inf")
+        || lower.eq_ignore_ascii_case("infinity")
+        || lower.eq_ignore_ascii_case("nan");
+    if !ok_special
+        && !s
+            .bytes()
+            .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'+' | b'-'))
+    {
+        return Err(format!("strconv.ParseFloat: parsing {s:?}: invalid syntax"));
+    }
+    s.parse::<f64>()
+        .map_err(|_| format!("strconv.ParseFloat: parsing {s:?}: invalid syntax"))
+}
+
+/// Go's `%q` of a byte string (close enough for error messages: printable ASCII as is, the rest
+/// escaped). `tokenish` is accepted for symmetry with Prometheus' token display and ignored.
+fn quote_bytes(b: &[u8], _tokenish: bool) -> String {
+    let mut out = String::from("\"");
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\t' => out.push_str("\\t"),
+            0x20..=0x7e => out.push(c as char),
+            _ => {
+                // Valid UTF-8 multi-byte sequences print as characters.
+                let w = utf8_width(c);
+                if w > 1
+                    && i + w <= b.len()
+                    && let Ok(s) = std::str::from_utf8(&b[i..i + w])
+                {
+                    out.push_str(s);
+                    i += w;
+                    continue;
+                }
+                out.push_str(&format!("\\x{c:02x}"));
+            }
+        }
+        i += 1;
+    }
+    out.push('"');
+    out
+}
+
+fn utf8_width(b: u8) -> usize {
+    match b {
+        0xc0..=0xdf => 2,
+        0xe0..=0xef => 3,
+        0xf0..=0xf7 => 4,
+        _ => 1,
+    }
+}
+
+/// Start timestamps of OpenMetrics counters, histograms and summaries, found as Prometheus finds
+/// them: for each series, the `_created` line of the same family and labels (ignoring `le` of
+/// histograms and `quantile` of summaries) that follows it before the next metadata line, or the
+/// one found for the previous series when the labels are the same. Returns one entry per series
+/// the parser yields (with `_created` lines skipped), `None` where there is no start timestamp.
+pub fn start_timestamps(page: &[u8]) -> Result<Vec<Option<i64>>, ParseError> {
+    struct Line {
+        is_series: bool,
+        mtype: MetricType,
+        family: String,
+        name: String,
+        labels: Vec<(String, String)>,
+        value: f64,
+    }
+    let mut p = Parser::new(page, Format::OpenMetrics);
+    let mut lines = Vec::new();
+    let mut family = String::new();
+    while let Some(e) = p.next()? {
+        match e {
+            Entry::Series => {
+                let s = p.series();
+                lines.push(Line {
+                    is_series: true,
+                    mtype: p.metric_type(),
+                    family: family.clone(),
+                    name: s.name.to_owned(),
+                    labels: s
+                        .labels
+                        .iter()
+                        .map(|(n, v)| (n.to_string(), v.to_string()))
+                        .collect(),
+                    value: s.value,
+                });
+            }
+            Entry::Help { metric, .. }
+            | Entry::Type { metric, .. }
+            | Entry::Unit { metric, .. } => {
+                family = metric.into_owned();
+                lines.push(Line {
+                    is_series: false,
+                    mtype: p.metric_type(),
+                    family: family.clone(),
+                    name: String::new(),
+                    labels: Vec::new(),
+                    value: 0.0,
+                });
+            }
+            Entry::Comment(_) => {}
+        }
+    }
+    let key = |l: &Line, name: &str| {
+        let mut k = name.to_owned();
+        for (n, v) in &l.labels {
+            if (l.mtype == MetricType::Summary && n == "quantile")
+                || (l.mtype == MetricType::Histogram && n == "le")
+            {
+                continue;
+            }
+            k.push('\u{ff}');
+            k.push_str(n);
+            k.push('\u{ff}');
+            k.push_str(v);
+        }
+        k
+    };
+    let is_created =
+        |l: &Line| l.mtype.has_created_series() && l.name.len() > 8 && l.name.ends_with("_created");
+    let mut out = Vec::new();
+    let mut cache: Option<(String, i64)> = None;
+    for (i, l) in lines.iter().enumerate() {
+        if !l.is_series || is_created(l) {
+            continue;
+        }
+        if !l.mtype.has_created_series() {
+            cache = None;
+            out.push(None);
+            continue;
+        }
+        let fam_len = l.family.len().min(l.name.len());
+        let cur = key(l, &l.name[..fam_len]);
+        if let Some((k, ct)) = &cache
+            && *k == cur
+            && *ct > 0
+        {
+            out.push(Some(*ct));
+            continue;
+        }
+        let mut found = None;
+        for next in &lines[i + 1..] {
+            if !next.is_series {
+                break;
+            }
+            if next.name.len() < 8 || !next.name.ends_with("_created") {
+                continue;
+            }
+            if key(next, &next.name[..next.name.len() - 8]) == cur {
+                found = Some((next.value * 1000.0) as i64);
+                break;
+            }
+        }
+        match found {
+            Some(ct) => {
+                cache = Some((cur, ct));
+                out.push(Some(ct));
+            }
+            None => {
+                cache = None;
+                out.push(None);
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,8 @@
+//! promlake-query: the query service.
+//!
+//! One DataFusion session over the blocks of every configured region gives the global view:
+//! SQL over table `samples`, Prometheus' `/federate`, and later PromQL and the Prometheus HTTP
+//! API. The service is stateless: any number of replicas can serve behind a load balancer.
+//!
+//! It must not know how samples are scraped (it reads blocks, whoever wrote them) nor how alerts
+//! are sent.
