@@ -22,6 +22,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Everything in one process: scrape workers and promlake's HTTP endpoints.
+    Up(cmd::up::UpArgs),
+    /// One scrape worker for one shard of the targets.
+    Scrape(cmd::scrape::ScrapeArgs),
+    /// Blocks in storage.
+    #[command(subcommand)]
+    Blocks(cmd::blocks::Blocks),
     /// Validate configuration and show what it does.
     #[command(subcommand)]
     Check(cmd::check::Check),
@@ -31,6 +38,20 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(c) => cmd::check::run(c),
+        command => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| {
+                rt.block_on(async move {
+                    match command {
+                        Command::Up(a) => cmd::up::run(a).await,
+                        Command::Scrape(a) => cmd::scrape::run(a).await,
+                        Command::Blocks(b) => cmd::blocks::run(b).await,
+                        Command::Check(_) => unreachable!("handled above"),
+                    }
+                })
+            }),
     };
     match result {
         Ok(code) => code,

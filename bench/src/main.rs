@@ -3,7 +3,10 @@
 
 use clap::{Parser, Subcommand};
 
+mod fleet;
+mod ingest;
 mod parse;
+mod procstat;
 
 #[derive(Parser)]
 #[command(name = "promlake-bench", about = "promlake benchmarks")]
@@ -16,10 +19,16 @@ struct Cli {
 enum Command {
     /// Parsing and relabeling of a real exposition page on one core.
     Parse(parse::Args),
+    /// Serve a node_exporter-like fleet on loopback (prints the addresses).
+    Fleet(fleet::Args),
+    /// The scrape worker end to end: bytes/sample, PUTs/hour, CPU/sample, peak RSS.
+    Ingest(ingest::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Parse(a) => parse::run(a),
+        Command::Fleet(a) => fleet::run(a),
+        Command::Ingest(a) => ingest::run(a),
     }
 }

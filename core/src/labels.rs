@@ -35,12 +35,95 @@ impl Label {
 }
 
 /// An immutable label set, sorted by name.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct Labels(Vec<Label>);
+///
+/// Stored like Prometheus' `stringlabels`: one allocation holding every name and value with
+/// their lengths, so a series costs its label bytes plus a few words, not two heap strings per
+/// label. Iteration yields borrowed [`LabelRef`]s.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Labels(Box<[u8]>);
+
+/// A label borrowed from a [`Labels`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LabelRef<'a> {
+    pub name: &'a str,
+    pub value: &'a str,
+}
+
+impl LabelRef<'_> {
+    pub fn to_owned(&self) -> Label {
+        Label::new(self.name, self.value)
+    }
+}
+
+/// Iterator over a [`Labels`].
+#[derive(Clone, Debug)]
+pub struct LabelsIter<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> LabelsIter<'a> {
+    /// One length-prefixed string. The buffer is only built from `&str`s (`Labels::encode`), so
+    /// every string is valid UTF-8; the check costs little and keeps the crate free of `unsafe`.
+    fn next_str(&mut self) -> &'a str {
+        let (len, rest) = read_len(self.buf);
+        let (s, rest) = rest.split_at(len);
+        self.buf = rest;
+        std::str::from_utf8(s).unwrap_or_default()
+    }
+}
+
+impl<'a> Iterator for LabelsIter<'a> {
+    type Item = LabelRef<'a>;
+    fn next(&mut self) -> Option<LabelRef<'a>> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        let name = self.next_str();
+        let value = self.next_str();
+        Some(LabelRef { name, value })
+    }
+}
+
+fn write_len(out: &mut Vec<u8>, mut n: usize) {
+    // LEB128.
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+fn read_len(buf: &[u8]) -> (usize, &[u8]) {
+    let mut n = 0usize;
+    let mut shift = 0;
+    for (i, b) in buf.iter().enumerate() {
+        n |= ((b & 0x7f) as usize) << shift;
+        if b & 0x80 == 0 {
+            return (n, &buf[i + 1..]);
+        }
+        shift += 7;
+    }
+    (0, &[])
+}
 
 impl Labels {
     pub fn empty() -> Self {
-        Self(Vec::new())
+        Self::default()
+    }
+
+    fn encode<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut out = Vec::new();
+        for (n, v) in pairs {
+            write_len(&mut out, n.len());
+            out.extend_from_slice(n.as_bytes());
+            write_len(&mut out, v.len());
+            out.extend_from_slice(v.as_bytes());
+        }
+        Self(out.into_boxed_slice())
     }
 
     /// Builds a label set from pairs in any order. Later pairs win over earlier ones with the
@@ -51,7 +134,7 @@ impl Labels {
         V: Into<String>,
         I: IntoIterator<Item = (N, V)>,
     {
-        let mut b = LabelsBuilder::new(Labels::empty());
+        let mut b = LabelsBuilder::default();
         for (n, v) in pairs {
             b.set(n.into(), v.into());
         }
@@ -61,14 +144,11 @@ impl Labels {
     /// Wraps labels that are already sorted by name, unique, and without empty values.
     pub fn from_sorted_unchecked(labels: Vec<Label>) -> Self {
         debug_assert!(labels.windows(2).all(|w| w[0].name < w[1].name));
-        Self(labels)
+        Self::encode(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .binary_search_by(|l| l.name.as_str().cmp(name))
-            .ok()
-            .map(|i| self.0[i].value.as_str())
+        self.iter().find(|l| l.name == name).map(|l| l.value)
     }
 
     /// The metric name (`__name__`), or "" when the set has none.
@@ -76,45 +156,44 @@ impl Labels {
         self.get(METRIC_NAME).unwrap_or("")
     }
 
-    pub fn iter(&self) -> std::slice::Iter<'_, Label> {
-        self.0.iter()
+    pub fn iter(&self) -> LabelsIter<'_> {
+        LabelsIter { buf: &self.0 }
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.iter().count()
     }
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
-    pub fn as_slice(&self) -> &[Label] {
-        &self.0
+    /// Heap bytes this label set uses.
+    pub fn heap_bytes(&self) -> usize {
+        self.0.len()
     }
 
-    pub fn into_vec(self) -> Vec<Label> {
-        self.0
+    pub fn to_vec(&self) -> Vec<Label> {
+        self.iter().map(|l| l.to_owned()).collect()
     }
 
     /// Prometheus' `labels.Hash()`: xxHash64 (seed 0) of every `name 0xff value 0xff`.
     pub fn hash(&self) -> u64 {
-        hash_pairs(self.0.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+        hash_pairs(self.iter().map(|l| (l.name, l.value)))
     }
 
     /// Alertmanager's label-set fingerprint: FNV-1a 64 over `name 0xff value 0xff` in name order.
     pub fn fingerprint(&self) -> u64 {
-        fingerprint_pairs(self.0.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+        fingerprint_pairs(self.iter().map(|l| (l.name, l.value)))
     }
 
     /// The labels without the ones whose names start with `__` (what a stored series keeps of a
     /// target's labels).
     pub fn without_reserved(&self) -> Labels {
-        Labels(
-            self.0
-                .iter()
+        Self::encode(
+            self.iter()
                 .filter(|l| !l.name.starts_with(RESERVED_PREFIX))
-                .cloned()
-                .collect(),
+                .map(|l| (l.name, l.value)),
         )
     }
 
@@ -123,11 +202,30 @@ impl Labels {
     }
 }
 
+impl PartialOrd for Labels {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Labels {
+    /// Prometheus' `labels.Compare`: label by label, name then value.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.iter().cmp(other.iter())
+    }
+}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Labels({self})")
+    }
+}
+
 impl<'a> IntoIterator for &'a Labels {
-    type Item = &'a Label;
-    type IntoIter = std::slice::Iter<'a, Label>;
+    type Item = LabelRef<'a>;
+    type IntoIter = LabelsIter<'a>;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        self.iter()
     }
 }
 
@@ -136,16 +234,16 @@ impl fmt::Display for Labels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = self.metric_name();
         f.write_str(name)?;
-        let rest: Vec<&Label> = self.0.iter().filter(|l| l.name != METRIC_NAME).collect();
-        if rest.is_empty() && !name.is_empty() {
+        let mut rest = self.iter().filter(|l| l.name != METRIC_NAME).peekable();
+        if rest.peek().is_none() && !name.is_empty() {
             return Ok(());
         }
         f.write_str("{")?;
-        for (i, l) in rest.iter().enumerate() {
+        for (i, l) in rest.enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
             }
-            write!(f, "{}=\"{}\"", l.name, escape_label_value(&l.value))?;
+            write!(f, "{}=\"{}\"", l.name, escape_label_value(l.value))?;
         }
         f.write_str("}")
     }
@@ -234,13 +332,15 @@ pub struct LabelsBuilder {
 
 impl LabelsBuilder {
     pub fn new(base: Labels) -> Self {
-        Self { labels: base.0 }
+        Self {
+            labels: base.to_vec(),
+        }
     }
 
     /// Replaces the whole content with `base`, keeping the allocation.
     pub fn reset(&mut self, base: &Labels) {
         self.labels.clear();
-        self.labels.extend(base.0.iter().cloned());
+        self.labels.extend(base.iter().map(|l| l.to_owned()));
     }
 
     /// Makes room for `n` more labels.
@@ -310,11 +410,15 @@ impl LabelsBuilder {
 
     /// A snapshot of the current labels.
     pub fn labels(&self) -> Labels {
-        Labels(self.labels.clone())
+        Labels::encode(
+            self.labels
+                .iter()
+                .map(|l| (l.name.as_str(), l.value.as_str())),
+        )
     }
 
     pub fn into_labels(self) -> Labels {
-        Labels(self.labels)
+        self.labels()
     }
 }
 
@@ -325,10 +429,7 @@ mod tests {
     #[test]
     fn from_pairs_sorts_and_drops_empty() {
         let l = Labels::from_pairs([("b", "2"), ("a", "1"), ("c", ""), ("b", "3")]);
-        let names: Vec<_> = l
-            .iter()
-            .map(|l| (l.name.as_str(), l.value.as_str()))
-            .collect();
+        let names: Vec<_> = l.iter().map(|l| (l.name, l.value)).collect();
         assert_eq!(names, vec![("a", "1"), ("b", "3")]);
     }
 
@@ -347,6 +448,21 @@ mod tests {
         let mut raw = Vec::new();
         raw.extend_from_slice(b"__name__\xffup\xffjob\xffx\xff");
         assert_eq!(l.hash(), xxhash_rust::xxh64::xxh64(&raw, 0));
+    }
+
+    #[test]
+    fn compact_storage_round_trips_and_orders_like_prometheus() {
+        let long = "v".repeat(300);
+        let l = Labels::from_pairs([("a", ""), ("b", long.as_str()), ("c", "é\u{0}x")]);
+        assert_eq!(l.len(), 2);
+        assert_eq!(l.get("b"), Some(long.as_str()));
+        assert_eq!(l.get("c"), Some("é\u{0}x"));
+        assert_eq!(l.get("a"), None);
+        let a = Labels::from_pairs([("a", "1"), ("b", "2")]);
+        let b = Labels::from_pairs([("a", "1"), ("c", "0")]);
+        let c = Labels::from_pairs([("a", "10")]);
+        assert!(a < b && a < c && Labels::empty() < a);
+        assert!(l.heap_bytes() < 320);
     }
 
     #[test]

@@ -4,14 +4,29 @@
 //! - [`config`]: Prometheus' `prometheus.yml` plus promlake's sections, validated with located
 //!   errors;
 //! - [`duration`], [`value`]: Prometheus' durations, stale marker and float formatting;
-//! - [`clock`]: injected time.
+//! - [`keys`]: every object key shape, built and parsed in one place;
+//! - [`block`]: the Parquet block format;
+//! - [`store`]: object storage from a URL; [`log`]: the create-only log that coordinates
+//!   replicas; [`faults`]: a request-counting, fault-injecting store wrapper for tests;
+//! - [`clock`]: injected time; [`shard`]: `K/N`.
 //!
-//! This crate must not know HTTP, DataFusion or Lambda: it is the vocabulary the scrape, query
-//! and alert crates speak, and it only depends on storage through `object_store`.
+//! This crate must not know HTTP servers, DataFusion or Lambda: it is the vocabulary the scrape,
+//! query and alert crates speak, and it reaches storage only through `object_store`.
 
+pub mod block;
+pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod duration;
+pub mod error;
+pub mod faults;
+pub mod keys;
 pub mod labels;
+pub mod log;
+pub mod shard;
+pub mod store;
+pub mod telemetry;
 pub mod testdata;
 pub mod value;
+
+pub use error::{Error, Result};

@@ -127,7 +127,7 @@ fn check_targets(file: &PathBuf, shard: Shard, format: Format) -> Result<ExitCod
                     endpoint: discovered.get(targets::ADDRESS).unwrap_or("").to_owned(),
                     owner: match reason {
                         DropReason::OtherShard(k) => k,
-                        _ => Shard::of_address(
+                        _ => targets::shard_of_address(
                             discovered.get(targets::ADDRESS).unwrap_or(""),
                             shard.count,
                         ),

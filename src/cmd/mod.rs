@@ -1,3 +1,7 @@
 //! The subcommands.
 
+pub mod blocks;
 pub mod check;
+pub mod common;
+pub mod scrape;
+pub mod up;

@@ -9,6 +9,9 @@
 
 pub mod discovery;
 pub mod exposition;
+pub mod fetch;
 pub mod relabel;
 pub mod samples;
+pub mod state;
 pub mod targets;
+pub mod worker;

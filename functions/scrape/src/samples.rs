@@ -101,18 +101,18 @@ impl<'c> SampleLabeler<'c> {
         }
         if self.honor_labels {
             for l in self.target.iter() {
-                if lb.get(&l.name).is_empty() {
-                    lb.set_str(&l.name, &l.value);
+                if lb.get(l.name).is_empty() {
+                    lb.set_str(l.name, l.value);
                 }
             }
         } else {
             let mut conflicts: Vec<(String, String)> = Vec::new();
             for l in self.target.iter() {
-                let exposed = lb.get(&l.name);
+                let exposed = lb.get(l.name);
                 if !exposed.is_empty() {
-                    conflicts.push((l.name.clone(), exposed.to_owned()));
+                    conflicts.push((l.name.to_owned(), exposed.to_owned()));
                 }
-                lb.set_str(&l.name, &l.value);
+                lb.set_str(l.name, l.value);
             }
             // Shorter names first, then `exported_` prefixes until a free name is found.
             conflicts.sort_by_key(|(n, _)| n.len());
@@ -258,16 +258,18 @@ mod tests {
 
 /// Per-target memory of how each exposed series text was labeled, so that a series seen in the
 /// previous scrape is neither re-parsed into labels nor relabeled again (Prometheus keeps the same
-/// cache). Entries not seen for a few scrapes are forgotten.
+/// cache). Entries are keyed by the 128-bit xxh3 of the series text rather than the text itself:
+/// a worker holding 100k series keeps 16 bytes per series instead of its text, and a collision
+/// would take on the order of 2^64 distinct series. Entries not seen for a few scrapes are
+/// forgotten.
 #[derive(Debug, Default)]
 pub struct SeriesCache {
-    map: std::collections::HashMap<u64, Vec<CacheEntry>, BuildIdentity>,
+    map: std::collections::HashMap<u128, CacheEntry, BuildIdentity>,
     round: u64,
 }
 
 #[derive(Debug)]
 struct CacheEntry {
-    text: Box<str>,
     series: Option<Cached>,
     seen: u64,
 }
@@ -289,15 +291,12 @@ impl SeriesCache {
         self.round += 1;
         let round = self.round;
         if round.is_multiple_of(8) {
-            self.map.retain(|_, v| {
-                v.retain(|e| round - e.seen <= keep_rounds);
-                !v.is_empty()
-            });
+            self.map.retain(|_, e| round - e.seen <= keep_rounds);
         }
     }
 
     pub fn len(&self) -> usize {
-        self.map.values().map(Vec::len).sum()
+        self.map.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -311,25 +310,21 @@ impl SeriesCache {
         text: &str,
         f: impl FnOnce() -> Result<Option<Labels>, E>,
     ) -> Result<Option<&Cached>, E> {
-        let h = xxhash_rust::xxh3::xxh3_64(text.as_bytes());
+        let key = xxhash_rust::xxh3::xxh3_128(text.as_bytes());
         let round = self.round;
-        let bucket = self.map.entry(h).or_default();
-        let idx = match bucket.iter().position(|e| &*e.text == text) {
-            Some(i) => i,
-            None => {
+        let e = match self.map.entry(key) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
                 let series = f()?.map(|l| Cached {
                     id: l.hash(),
                     labels: std::sync::Arc::new(l),
                 });
-                bucket.push(CacheEntry {
-                    text: text.into(),
+                v.insert(CacheEntry {
                     series,
                     seen: round,
-                });
-                bucket.len() - 1
+                })
             }
         };
-        let e = &mut bucket[idx];
         e.seen = round;
         Ok(e.series.as_ref())
     }
@@ -350,6 +345,9 @@ impl std::hash::Hasher for IdentityHasher {
     }
     fn write_u64(&mut self, n: u64) {
         self.0 = n;
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 = (n as u64) ^ ((n >> 64) as u64);
     }
 }
 

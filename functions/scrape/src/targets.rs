@@ -15,13 +15,13 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
-use std::str::FromStr;
 
 use promlake_core::config::{
     Action, RelabelConfig, RelabelRegex, ScrapeConfig, check_target_address,
 };
 use promlake_core::duration::PromDuration;
 use promlake_core::labels::{Labels, LabelsBuilder, META_PREFIX};
+pub use promlake_core::shard::Shard;
 
 use crate::discovery::TargetGroup;
 use crate::relabel;
@@ -37,76 +37,28 @@ pub const INSTANCE: &str = "instance";
 /// The label the shard rules write.
 pub const SHARD_LABEL: &str = "__tmp_promlake_shard";
 
-/// One shard of N: `K/N`, `0 <= K < N`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Shard {
-    pub index: u64,
-    pub count: u64,
+/// The shard that owns an address, as the shard rules compute it.
+pub fn shard_of_address(address: &str, count: u64) -> u64 {
+    relabel::hashmod(address, count)
 }
 
-impl Shard {
-    /// The whole fleet in one shard.
-    pub const ALL: Shard = Shard { index: 0, count: 1 };
-
-    pub fn new(index: u64, count: u64) -> Result<Self, String> {
-        if count == 0 {
-            return Err("shard count must be at least 1".into());
-        }
-        if index >= count {
-            return Err(format!(
-                "shard {index}/{count} is out of range: K must be in 0..{count}"
-            ));
-        }
-        Ok(Self { index, count })
-    }
-
-    /// The shard that owns an address.
-    pub fn of_address(address: &str, count: u64) -> u64 {
-        relabel::hashmod(address, count)
-    }
-
-    /// The hashmod + keep pair that keeps this shard's targets.
-    pub fn rules(&self) -> Vec<RelabelConfig> {
-        vec![
-            RelabelConfig {
-                source_labels: Some(vec![ADDRESS.into()]),
-                modulus: self.count,
-                target_label: SHARD_LABEL.into(),
-                action: Action::HashMod,
-                ..Default::default()
-            },
-            RelabelConfig {
-                source_labels: Some(vec![SHARD_LABEL.into()]),
-                regex: RelabelRegex::new(&self.index.to_string()).expect("a number is a regex"),
-                action: Action::Keep,
-                ..Default::default()
-            },
-        ]
-    }
-}
-
-impl FromStr for Shard {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (k, n) = s
-            .split_once('/')
-            .ok_or_else(|| format!("shard {s:?} must be written K/N, e.g. 0/4"))?;
-        let k: u64 = k
-            .trim()
-            .parse()
-            .map_err(|_| format!("shard {s:?}: K is not a number"))?;
-        let n: u64 = n
-            .trim()
-            .parse()
-            .map_err(|_| format!("shard {s:?}: N is not a number"))?;
-        Shard::new(k, n)
-    }
-}
-
-impl fmt::Display for Shard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
-    }
+/// The hashmod + keep pair that keeps a shard's targets.
+pub fn shard_rules(shard: Shard) -> Vec<RelabelConfig> {
+    vec![
+        RelabelConfig {
+            source_labels: Some(vec![ADDRESS.into()]),
+            modulus: shard.count,
+            target_label: SHARD_LABEL.into(),
+            action: Action::HashMod,
+            ..Default::default()
+        },
+        RelabelConfig {
+            source_labels: Some(vec![SHARD_LABEL.into()]),
+            regex: RelabelRegex::new(&shard.index.to_string()).expect("a number is a regex"),
+            action: Action::Keep,
+            ..Default::default()
+        },
+    ]
 }
 
 /// A target to scrape.
@@ -153,9 +105,9 @@ impl Target {
         for l in self.labels.iter() {
             if let Some(k) = l.name.strip_prefix(PARAM_PREFIX) {
                 match params.get_mut(k) {
-                    Some(v) if !v.is_empty() => v[0] = l.value.clone(),
+                    Some(v) if !v.is_empty() => v[0] = l.value.to_owned(),
                     _ => {
-                        params.insert(k.to_owned(), vec![l.value.clone()]);
+                        params.insert(k.to_owned(), vec![l.value.to_owned()]);
                     }
                 }
             }
@@ -280,7 +232,7 @@ pub fn populate(
         reason,
     };
     if shard.count > 1 {
-        let owner = Shard::of_address(discovered.get(ADDRESS).unwrap_or(""), shard.count);
+        let owner = shard_of_address(discovered.get(ADDRESS).unwrap_or(""), shard.count);
         if owner != shard.index {
             return drop(DropReason::OtherShard(owner));
         }
@@ -454,20 +406,9 @@ mod tests {
         }
         assert!(owners.iter().all(|n| *n > 25), "{owners:?}");
         // The rules a worker would add are the same pair.
-        let rules = Shard::new(1, 4).unwrap().rules();
+        let rules = shard_rules(Shard::new(1, 4).unwrap());
         assert_eq!(rules[0].action, Action::HashMod);
         assert_eq!(rules[1].regex.as_str(), "1");
-    }
-
-    #[test]
-    fn shard_syntax() {
-        assert_eq!(
-            "2/4".parse::<Shard>().unwrap(),
-            Shard { index: 2, count: 4 }
-        );
-        assert!("4/4".parse::<Shard>().is_err());
-        assert!("1/0".parse::<Shard>().is_err());
-        assert!("x".parse::<Shard>().is_err());
     }
 
     #[test]

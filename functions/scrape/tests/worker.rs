@@ -1,0 +1,488 @@
+//! The scrape worker against real HTTP targets on loopback and a store (InMemory with a
+//! fault-injecting wrapper; the S3 server in the end-to-end tests).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::ObjectStore;
+use object_store::memory::InMemory;
+use promlake_core::block::{self, Row};
+use promlake_core::catalog::{self, ListStats};
+use promlake_core::clock::{ManualClock, SharedClock};
+use promlake_core::config::Config;
+use promlake_core::faults::{FaultPlan, FaultyStore};
+use promlake_core::labels::Labels;
+use promlake_core::shard::Shard;
+use promlake_core::telemetry::Registry;
+use promlake_core::value::is_stale_nan;
+use promlake_fleet::{Behaviour, Fleet, PageModel};
+use promlake_scrape::worker::{Worker, WorkerOptions};
+
+const T0: i64 = 1_795_477_200_000; // 2026-11-23T23:40:00Z
+
+fn config(jobs: &str) -> Arc<Config> {
+    Arc::new(
+        Config::parse(&format!(
+            "global: {{scrape_interval: 15s, scrape_timeout: 5s}}\nscrape_configs:\n{jobs}"
+        ))
+        .unwrap(),
+    )
+}
+
+fn static_job(name: &str, addrs: &[String], extra: &str) -> String {
+    let targets: Vec<String> = addrs.iter().map(|a| format!("'{a}'")).collect();
+    format!(
+        "  - job_name: {name}\n    static_configs: [{{targets: [{}]}}]\n{extra}",
+        targets.join(", ")
+    )
+}
+
+async fn worker(
+    cfg: Arc<Config>,
+    store: Arc<dyn ObjectStore>,
+    clock: Arc<ManualClock>,
+    shard: Shard,
+    replica: &str,
+) -> Worker {
+    let clock: SharedClock = clock;
+    Worker::new(
+        cfg,
+        WorkerOptions::new(shard, replica, "test"),
+        store,
+        clock,
+        &Registry::new(),
+    )
+    .await
+    .unwrap()
+}
+
+async fn all_rows(store: &dyn ObjectStore) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for b in catalog::list_blocks(store, "test", None, &mut ListStats::default())
+        .await
+        .unwrap()
+    {
+        let bytes = store
+            .get_opts(&b.meta.location, Default::default())
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        rows.extend(block::decode(b.meta.location.as_ref(), bytes).unwrap().1);
+    }
+    rows
+}
+
+fn value_of(rows: &[Row], metric: &str, instance: &str) -> Vec<f64> {
+    rows.iter()
+        .filter(|r| r.labels.metric_name() == metric && r.labels.get("instance") == Some(instance))
+        .map(|r| r.value)
+        .collect()
+}
+
+#[tokio::test]
+async fn bad_targets_are_down_and_good_ones_are_stored() {
+    let fleet = Fleet::start(7, PageModel::default(), |i| match i {
+        0 | 1 => Behaviour::Normal,
+        2 => Behaviour::Garbage,
+        3 => Behaviour::Hang,
+        4 => Behaviour::Reset,
+        5 => Behaviour::Huge(2 << 30),
+        _ => Behaviour::Status(500),
+    })
+    .await
+    .unwrap();
+    let addrs = fleet.addresses();
+    let cfg = config(&static_job(
+        "node",
+        &addrs,
+        "    scrape_timeout: 3s\n    body_size_limit: 8MB\n",
+    ));
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut w = worker(cfg, store.clone(), clock.clone(), Shard::ALL, "a").await;
+    let round = w.scrape_all().await;
+    assert_eq!((round.targets, round.up, round.down), (7, 2, 5));
+    let health: HashMap<String, Option<String>> = w
+        .target_health()
+        .into_iter()
+        .map(|(_, url, h)| (url, h.error))
+        .collect();
+    let err = |i: usize| {
+        health[&format!("http://{}/metrics", addrs[i])]
+            .clone()
+            .unwrap_or_default()
+    };
+    assert!(err(2).contains("parsing the page"), "{}", err(2));
+    assert!(err(3).contains("timed out"), "{}", err(3));
+    assert!(!err(4).is_empty());
+    assert!(err(5).contains("body size limit"), "{}", err(5));
+    assert!(err(6).contains("500"), "{}", err(6));
+    let f = w.flush(false).await;
+    assert_eq!(f.blocks_written, 1);
+    let rows = all_rows(store.as_ref()).await;
+    for (i, a) in addrs.iter().enumerate() {
+        let up = value_of(&rows, "up", a);
+        assert_eq!(up, vec![if i < 2 { 1.0 } else { 0.0 }], "target {i}");
+    }
+    let expected = promlake_fleet::samples(&fleet.model, 0, 0).len();
+    let stored = rows
+        .iter()
+        .filter(|r| {
+            r.labels.get("instance") == Some(addrs[0].as_str())
+                && !r.labels.metric_name().starts_with("scrape_")
+                && r.labels.metric_name() != "up"
+        })
+        .count();
+    assert_eq!(stored, expected);
+    assert_eq!(
+        value_of(&rows, "scrape_samples_scraped", &addrs[0]),
+        vec![expected as f64]
+    );
+    assert_eq!(
+        value_of(&rows, "scrape_series_added", &addrs[0]),
+        vec![expected as f64]
+    );
+}
+
+#[tokio::test]
+async fn staleness_survives_a_new_invocation() {
+    let pages = Arc::new(vec!["a 1\nb{x=\"1\"} 2\n".to_string(), "a 3\n".to_string()]);
+    let fleet = Fleet::start(2, PageModel::default(), |i| match i {
+        0 => Behaviour::Sequence(pages.clone()),
+        _ => Behaviour::Normal,
+    })
+    .await
+    .unwrap();
+    let addrs = fleet.addresses();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let clock = Arc::new(ManualClock::new(T0));
+
+    // First invocation: both targets.
+    let cfg = config(&format!(
+        "{}{}",
+        static_job("seq", &addrs[..1], ""),
+        static_job("node", &addrs[1..], "")
+    ));
+    let mut w = worker(cfg, store.clone(), clock.clone(), Shard::ALL, "a").await;
+    w.scrape_all().await;
+    let f = w.flush(true).await;
+    assert!(f.state_written);
+    drop(w);
+
+    // Second invocation, 15 s later: `b` vanished from the first target, and the second target
+    // is no longer in the config.
+    clock.advance(Duration::from_secs(15));
+    let t1 = T0 + 15_000;
+    let cfg = config(&static_job("seq", &addrs[..1], ""));
+    let mut w = worker(cfg, store.clone(), clock.clone(), Shard::ALL, "a").await;
+    let round = w.scrape_all().await;
+    assert_eq!(
+        round.removed_targets, 0,
+        "the removed target is known from the state only"
+    );
+    w.flush(true).await;
+    let rows = all_rows(store.as_ref()).await;
+    let stale: Vec<&Row> = rows.iter().filter(|r| is_stale_nan(r.value)).collect();
+    let b_stale: Vec<_> = stale
+        .iter()
+        .filter(|r| r.labels.metric_name() == "b")
+        .collect();
+    assert_eq!(b_stale.len(), 1);
+    assert_eq!(b_stale[0].timestamp_ms, t1);
+    // Every series of the removed target is marked stale, its `up` included.
+    let gone = addrs[1].as_str();
+    let gone_series = rows
+        .iter()
+        .filter(|r| r.labels.get("instance") == Some(gone) && r.timestamp_ms == T0)
+        .count();
+    let gone_stale = stale
+        .iter()
+        .filter(|r| r.labels.get("instance") == Some(gone))
+        .count();
+    assert_eq!(gone_stale, gone_series);
+    assert!(
+        stale
+            .iter()
+            .any(|r| r.labels.get("instance") == Some(gone) && r.labels.metric_name() == "up")
+    );
+    // `a` is not stale.
+    assert!(!stale.iter().any(|r| r.labels.metric_name() == "a"));
+}
+
+#[tokio::test]
+async fn a_failing_target_gets_stale_markers_and_up_zero() {
+    let pages = Arc::new(vec!["a 1\n".to_string(), "not a { page".to_string()]);
+    let fleet = Fleet::start(1, PageModel::default(), |_| {
+        Behaviour::Sequence(pages.clone())
+    })
+    .await
+    .unwrap();
+    let addrs = fleet.addresses();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut w = worker(
+        config(&static_job("j", &addrs, "")),
+        store.clone(),
+        clock.clone(),
+        Shard::ALL,
+        "a",
+    )
+    .await;
+    w.scrape_all().await;
+    clock.advance(Duration::from_secs(15));
+    let r = w.scrape_all().await;
+    assert_eq!((r.up, r.down, r.stale_markers), (0, 1, 1));
+    w.flush(false).await;
+    let rows = all_rows(store.as_ref()).await;
+    assert_eq!(value_of(&rows, "up", &addrs[0]), vec![1.0, 0.0]);
+    let a: Vec<f64> = value_of(&rows, "a", &addrs[0]);
+    assert_eq!(a[0], 1.0);
+    assert!(is_stale_nan(a[1]));
+}
+
+#[tokio::test]
+async fn sample_limit_fails_the_scrape() {
+    let fleet = Fleet::start(1, PageModel::default(), |_| Behaviour::Normal)
+        .await
+        .unwrap();
+    let addrs = fleet.addresses();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut w = worker(
+        config(&static_job("j", &addrs, "    sample_limit: 10\n")),
+        store.clone(),
+        clock,
+        Shard::ALL,
+        "a",
+    )
+    .await;
+    let r = w.scrape_all().await;
+    assert_eq!(r.down, 1);
+    assert!(
+        w.target_health()[0]
+            .2
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("sample limit")
+    );
+}
+
+#[tokio::test]
+async fn every_sample_is_stored_exactly_once_despite_store_failures() {
+    let fleet = Fleet::start(
+        4,
+        PageModel {
+            series: 120,
+            churn: 0.3,
+        },
+        |_| Behaviour::Normal,
+    )
+    .await
+    .unwrap();
+    let addrs = fleet.addresses();
+    let faulty = Arc::new(FaultyStore::new(Arc::new(InMemory::new())));
+    let store: Arc<dyn ObjectStore> = faulty.clone();
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut w = worker(
+        config(&static_job("node", &addrs, "")),
+        store.clone(),
+        clock.clone(),
+        Shard::ALL,
+        "a",
+    )
+    .await;
+    let mut scraped = 0u64;
+    let plans = [
+        FaultPlan {
+            fail_puts: 1,
+            put_key_filter: Some("blocks/".into()),
+            ..Default::default()
+        },
+        FaultPlan {
+            lose_put_responses: 1,
+            put_key_filter: Some("blocks/".into()),
+            ..Default::default()
+        },
+        FaultPlan {
+            fail_puts: 3,
+            put_key_filter: Some("blocks/".into()),
+            ..Default::default()
+        },
+        FaultPlan::default(),
+        FaultPlan::default(),
+    ];
+    let mut pending_seen = false;
+    for plan in plans {
+        for _ in 0..4 {
+            scraped += w.scrape_all().await.samples;
+            clock.advance(Duration::from_secs(15));
+        }
+        faulty.set_plan(plan);
+        let f = w.flush(false).await;
+        pending_seen |= f.blocks_pending > 0;
+    }
+    assert!(pending_seen, "some flushes left blocks pending");
+    let f = w.flush(true).await;
+    assert_eq!(f.blocks_pending, 0);
+    let rows = all_rows(store.as_ref()).await;
+    assert_eq!(rows.len() as u64, scraped, "every scraped sample stored");
+    let mut seen = HashMap::new();
+    for r in &rows {
+        *seen.entry((r.series_id, r.timestamp_ms)).or_insert(0) += 1;
+    }
+    assert!(seen.values().all(|n| *n == 1), "no sample stored twice");
+}
+
+#[tokio::test]
+async fn ha_replicas_both_write_and_name_themselves() {
+    let fleet = Fleet::start(
+        3,
+        PageModel {
+            series: 80,
+            churn: 0.0,
+        },
+        |_| Behaviour::Normal,
+    )
+    .await
+    .unwrap();
+    let addrs = fleet.addresses();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let clock = Arc::new(ManualClock::new(T0));
+    for replica in ["a", "b"] {
+        let mut w = worker(
+            config(&static_job("node", &addrs, "")),
+            store.clone(),
+            clock.clone(),
+            Shard::ALL,
+            replica,
+        )
+        .await;
+        w.scrape_all().await;
+        w.flush(true).await;
+    }
+    let blocks = catalog::list_blocks(store.as_ref(), "test", None, &mut ListStats::default())
+        .await
+        .unwrap();
+    let replicas: Vec<&str> = blocks.iter().map(|b| b.key.replica.as_str()).collect();
+    assert_eq!(replicas.len(), 2);
+    assert!(replicas.contains(&"a") && replicas.contains(&"b"));
+    for b in &blocks {
+        let bytes = store
+            .get_opts(&b.meta.location, Default::default())
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let (meta, _) = block::decode(b.meta.location.as_ref(), bytes).unwrap();
+        assert_eq!(
+            meta.replica, b.key.replica,
+            "the footer names the replica too"
+        );
+    }
+}
+
+#[tokio::test]
+async fn shards_split_the_fleet_without_overlap() {
+    let fleet = Fleet::start(
+        20,
+        PageModel {
+            series: 60,
+            churn: 0.0,
+        },
+        |_| Behaviour::Normal,
+    )
+    .await
+    .unwrap();
+    let addrs = fleet.addresses();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut per_shard = Vec::new();
+    for k in 0..3 {
+        let mut w = worker(
+            config(&static_job("node", &addrs, "")),
+            store.clone(),
+            clock.clone(),
+            Shard::new(k, 3).unwrap(),
+            "a",
+        )
+        .await;
+        per_shard.push(w.scrape_all().await.targets);
+        w.flush(true).await;
+    }
+    assert_eq!(per_shard.iter().sum::<usize>(), 20);
+    assert!(per_shard.iter().all(|n| *n > 0), "{per_shard:?}");
+    let rows = all_rows(store.as_ref()).await;
+    let mut ups: BTreeMap<String, usize> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.labels.metric_name() == "up") {
+        *ups.entry(r.labels.get("instance").unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(ups.len(), 20);
+    assert!(
+        ups.values().all(|n| *n == 1),
+        "each target scraped by exactly one shard"
+    );
+}
+
+#[tokio::test]
+async fn target_labels_and_relabeling_reach_the_stored_series() {
+    let fleet = Fleet::start(
+        1,
+        PageModel {
+            series: 60,
+            churn: 0.0,
+        },
+        |_| Behaviour::Normal,
+    )
+    .await
+    .unwrap();
+    let addrs = fleet.addresses();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let clock = Arc::new(ManualClock::new(T0));
+    let job = format!(
+        "  - job_name: node\n    static_configs: [{{targets: ['{}'], labels: {{env: prod}}}}]\n    metric_relabel_configs:\n      - {{source_labels: [__name__], regex: 'node_load.*', action: drop}}\n      - {{source_labels: [mountpoint], target_label: mount}}\n      - {{action: labeldrop, regex: mountpoint}}\n",
+        addrs[0]
+    );
+    let mut w = worker(config(&job), store.clone(), clock, Shard::ALL, "a").await;
+    w.scrape_all().await;
+    w.flush(true).await;
+    let rows = all_rows(store.as_ref()).await;
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r.labels.metric_name().starts_with("node_load"))
+    );
+    let fs: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.labels.metric_name() == "node_filesystem_size_bytes")
+        .collect();
+    let mounts: std::collections::BTreeSet<&str> =
+        fs.iter().map(|r| r.labels.get("mount").unwrap()).collect();
+    assert_eq!(
+        mounts,
+        ["/", "/boot", "/home", "/var"].into_iter().collect()
+    );
+    for r in &fs {
+        assert_eq!(r.labels.get("mountpoint"), None);
+        assert_eq!(r.labels.get("env"), Some("prod"));
+        assert_eq!(r.labels.get("job"), Some("node"));
+    }
+    let up = rows
+        .iter()
+        .find(|r| r.labels.metric_name() == "up")
+        .unwrap();
+    assert_eq!(
+        up.labels,
+        Labels::from_pairs([
+            ("__name__", "up"),
+            ("env", "prod"),
+            ("instance", addrs[0].as_str()),
+            ("job", "node")
+        ])
+    );
+}

@@ -1,0 +1,103 @@
+//! Pieces the subcommands share: config and storage loading, logging, shutdown, time arguments.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow};
+use promlake_core::clock::{Clock, SystemClock, TimestampMs};
+use promlake_core::config::{Config, StorageConfig};
+use promlake_core::store::{self, Storage, StoreOptions};
+
+/// Logs to stderr; `RUST_LOG` overrides the default level (info).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,aws_config=warn,hyper=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// Loads a config, printing its warnings.
+pub fn load_config(path: &Path) -> Result<Arc<Config>> {
+    let cfg = Config::load(path).map_err(|e| anyhow!("{e}"))?;
+    for w in &cfg.warnings {
+        tracing::warn!("{}: {w}", path.display());
+    }
+    Ok(Arc::new(cfg))
+}
+
+/// Opens a storage section (the `AWS_*` environment configures S3).
+pub fn open_storage(cfg: &Config, storage: &StorageConfig) -> Result<Storage> {
+    let url = cfg.storage_url(storage);
+    store::open(&url, &StoreOptions::default()).with_context(|| format!("opening storage {url}"))
+}
+
+/// The replica name: the flag, else the `replica` external label, else `0`.
+pub fn replica(cfg: &Config, flag: Option<String>) -> String {
+    flag.or_else(|| cfg.global.external_labels.get("replica").cloned())
+        .unwrap_or_else(|| "0".to_owned())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// A time argument: `now`, `now-1h` / `-1h` (a Prometheus duration ago), RFC 3339, or a Unix
+/// timestamp in seconds (or milliseconds when it has 13 digits).
+pub fn parse_time(s: &str) -> Result<TimestampMs> {
+    let now = SystemClock.now_ms();
+    let s = s.trim();
+    if s == "now" {
+        return Ok(now);
+    }
+    if let Some(ago) = s.strip_prefix("now-").or_else(|| s.strip_prefix('-')) {
+        let d: promlake_core::duration::PromDuration =
+            ago.parse().map_err(|e| anyhow!("time {s:?}: {e}"))?;
+        return Ok(now - d.as_millis() as i64);
+    }
+    if let Ok(n) = s.parse::<i64>() {
+        return Ok(if n.abs() >= 100_000_000_000 {
+            n
+        } else {
+            n * 1000
+        });
+    }
+    if let Ok(f) = s.parse::<f64>() {
+        return Ok((f * 1000.0) as i64);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| {
+            anyhow!(
+                "time {s:?}: use now, now-1h, RFC 3339 (2026-11-24T10:00:00Z) or a Unix timestamp"
+            )
+        })
+}
+
+/// RFC 3339 in UTC with milliseconds.
+pub fn fmt_time(ms: TimestampMs) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}

@@ -1,0 +1,79 @@
+//! `promlake scrape`: one scrape worker.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Result;
+use clap::Args;
+use promlake_core::clock::SystemClock;
+use promlake_core::shard::Shard;
+use promlake_core::telemetry::Registry;
+use promlake_scrape::worker::{Worker, WorkerOptions};
+
+use super::common;
+
+#[derive(Args)]
+pub struct ScrapeArgs {
+    #[arg(long, short)]
+    config: PathBuf,
+    /// The shard this worker owns, K/N.
+    #[arg(long, default_value = "0/1")]
+    shard: Shard,
+    /// HA replica name (default: the `replica` external label, else 0).
+    #[arg(long)]
+    replica: Option<String>,
+    /// One round of scrapes, one flush, then exit (what a Lambda invocation does).
+    #[arg(long)]
+    once: bool,
+}
+
+pub async fn run(a: ScrapeArgs) -> Result<ExitCode> {
+    common::init_logging();
+    let cfg = common::load_config(&a.config)?;
+    let storage = common::open_storage(&cfg, &cfg.storage)?;
+    let replica = common::replica(&cfg, a.replica);
+    let mut opts = WorkerOptions::new(a.shard, &replica, cfg.region());
+    if a.once {
+        opts.state_interval = std::time::Duration::ZERO;
+    }
+    let registry = Registry::new();
+    let mut worker = Worker::new(
+        cfg.clone(),
+        opts,
+        storage.store.clone(),
+        Arc::new(SystemClock),
+        &registry,
+    )
+    .await?;
+    if a.once {
+        let round = worker.scrape_all().await;
+        let flush = worker.flush(true).await;
+        println!(
+            "shard {} replica {replica}: {} target(s), {} up, {} down; {} sample(s), {} stale marker(s)",
+            a.shard, round.targets, round.up, round.down, round.samples, round.stale_markers
+        );
+        for (job, url, h) in worker.target_health() {
+            if let Some(e) = &h.error {
+                println!("  down: {job} {url}: {e}");
+            }
+        }
+        for k in &flush.keys {
+            println!("  wrote {}", k);
+        }
+        if flush.blocks_pending > 0 {
+            eprintln!(
+                "promlake: {} block(s) could not be written to {}",
+                flush.blocks_pending, storage.url
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    tracing::info!(shard = %a.shard, replica = %replica, storage = %storage.url, "scrape worker started");
+    let w = worker.run(common::shutdown_signal()).await;
+    if w.stats().blocks_pending.get() > 0.0 {
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}

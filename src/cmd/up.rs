@@ -1,0 +1,134 @@
+//! `promlake up`: everything in one process on the config's storage.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::routing::get;
+use clap::Args;
+use promlake_core::clock::SystemClock;
+use promlake_core::shard::Shard;
+use promlake_core::telemetry::Registry;
+use promlake_scrape::worker::{Worker, WorkerOptions};
+use tokio::sync::watch;
+
+use super::common;
+
+#[derive(Args)]
+pub struct UpArgs {
+    #[arg(long, short, default_value = "examples/local.yml")]
+    config: PathBuf,
+    /// Where promlake serves its HTTP API and its own /metrics.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    listen: SocketAddr,
+    /// Scrape workers: the targets are split into this many shards.
+    #[arg(long, default_value_t = 1)]
+    shards: u64,
+    /// HA replicas per shard, comma-separated (default: the `replica` external label, else 0).
+    #[arg(long, value_delimiter = ',')]
+    replicas: Vec<String>,
+}
+
+/// The HTTP routes of promlake itself.
+pub fn own_routes(registry: Registry) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let r = registry.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        r.render(),
+                    )
+                }
+            }),
+        )
+        .route("/-/healthy", get(|| async { "promlake is Healthy.\n" }))
+        .route("/-/ready", get(|| async { "promlake is Ready.\n" }))
+}
+
+pub async fn run(a: UpArgs) -> Result<ExitCode> {
+    common::init_logging();
+    let cfg = common::load_config(&a.config)?;
+    let storage = common::open_storage(&cfg, &cfg.storage)?;
+    let registry = Registry::new();
+    let replicas = if a.replicas.is_empty() {
+        vec![common::replica(&cfg, None)]
+    } else {
+        a.replicas.clone()
+    };
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("listening on {}", a.listen))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut workers = Vec::new();
+    for k in 0..a.shards.max(1) {
+        for r in &replicas {
+            let shard = Shard::new(k, a.shards.max(1)).map_err(anyhow::Error::msg)?;
+            let w = Worker::new(
+                cfg.clone(),
+                WorkerOptions::new(shard, r, cfg.region()),
+                storage.store.clone(),
+                Arc::new(SystemClock),
+                &registry,
+            )
+            .await?;
+            let mut rx = stop_rx.clone();
+            workers.push(tokio::spawn(async move {
+                w.run(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await
+            }));
+        }
+    }
+    let app = own_routes(registry.clone());
+    let mut rx = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    let jobs: Vec<&str> = cfg
+        .scrape_configs
+        .iter()
+        .map(|j| j.job_name.as_str())
+        .collect();
+    println!(
+        "promlake up: {} worker(s) scraping job(s) {} into {} (region {}, a block every {})",
+        workers.len(),
+        jobs.join(", "),
+        storage.url,
+        cfg.region(),
+        cfg.storage.flush_interval
+    );
+    println!(
+        "  http://{}/metrics   promlake's own metrics (scraped by the promlake job)",
+        a.listen
+    );
+    println!("  stop with Ctrl-C: workers flush what they hold before exiting");
+    common::shutdown_signal().await;
+    println!("promlake up: stopping");
+    let _ = stop_tx.send(true);
+    let mut pending = 0.0;
+    for w in workers {
+        if let Ok(w) = w.await {
+            pending += w.stats().blocks_pending.get();
+        }
+    }
+    let _ = server.await;
+    if pending > 0.0 {
+        eprintln!("promlake: {pending} block(s) could not be written");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
