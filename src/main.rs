@@ -26,6 +26,10 @@ enum Command {
     Up(cmd::up::UpArgs),
     /// One scrape worker for one shard of the targets.
     Scrape(cmd::scrape::ScrapeArgs),
+    /// The query service: SQL and /federate over every region.
+    Query(cmd::query::QueryArgs),
+    /// Run one SQL query over every region and print the result.
+    Sql(cmd::query::SqlArgs),
     /// Blocks in storage.
     #[command(subcommand)]
     Blocks(cmd::blocks::Blocks),
@@ -47,6 +51,8 @@ fn main() -> ExitCode {
                     match command {
                         Command::Up(a) => cmd::up::run(a).await,
                         Command::Scrape(a) => cmd::scrape::run(a).await,
+                        Command::Query(a) => cmd::query::serve(a).await,
+                        Command::Sql(a) => cmd::query::sql(a).await,
                         Command::Blocks(b) => cmd::blocks::run(b).await,
                         Command::Check(_) => unreachable!("handled above"),
                     }

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use object_store::ObjectStore;
 use promlake_core::clock::{ManualClock, SharedClock};
 use promlake_core::config::Config;
-use promlake_core::faults::FaultyStore;
+use promlake_core::faults::InstrumentedStore;
 use promlake_core::shard::Shard;
 use promlake_core::store::{self, StoreOptions};
 use promlake_core::telemetry::Registry;
@@ -93,7 +93,7 @@ fn measure(a: &Args, addrs: &[String]) -> Result<()> {
         i = a.interval
     ))?);
     let storage = store::open(&url, &StoreOptions::default())?;
-    let counted = Arc::new(FaultyStore::new(storage.store.clone()));
+    let counted = Arc::new(InstrumentedStore::new(storage.store.clone()));
     let store: Arc<dyn ObjectStore> = counted.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

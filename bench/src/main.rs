@@ -7,6 +7,7 @@ mod fleet;
 mod ingest;
 mod parse;
 mod procstat;
+mod query;
 
 #[derive(Parser)]
 #[command(name = "promlake-bench", about = "promlake benchmarks")]
@@ -23,6 +24,8 @@ enum Command {
     Fleet(fleet::Args),
     /// The scrape worker end to end: bytes/sample, PUTs/hour, CPU/sample, peak RSS.
     Ingest(ingest::Args),
+    /// Global aggregations over two regions: promlake vs DuckDB on the same files.
+    Query(query::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -30,5 +33,6 @@ fn main() -> anyhow::Result<()> {
         Command::Parse(a) => parse::run(a),
         Command::Fleet(a) => fleet::run(a),
         Command::Ingest(a) => ingest::run(a),
+        Command::Query(a) => query::run(a),
     }
 }

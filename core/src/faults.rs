@@ -1,5 +1,6 @@
-//! A store wrapper that counts requests and injects faults, to test retries, races and request
-//! cost against any store (InMemory, local disk, S3).
+//! A store wrapper that counts requests and bytes (the query service reports them) and, in
+//! tests, injects faults to exercise retries, races and request cost against any store
+//! (InMemory, local disk, S3).
 
 use std::fmt;
 use std::ops::Range;
@@ -27,6 +28,8 @@ pub struct RequestCounts {
     pub lists: AtomicU64,
     pub deletes: AtomicU64,
     pub put_bytes: AtomicU64,
+    /// Bytes of ranged reads (what Parquet readers fetch).
+    pub get_bytes: AtomicU64,
 }
 
 impl RequestCounts {
@@ -41,6 +44,9 @@ impl RequestCounts {
     }
     pub fn put_bytes(&self) -> u64 {
         self.put_bytes.load(Ordering::SeqCst)
+    }
+    pub fn get_bytes(&self) -> u64 {
+        self.get_bytes.load(Ordering::SeqCst)
     }
 }
 
@@ -62,32 +68,32 @@ pub struct FaultPlan {
 }
 
 /// The wrapper.
-pub struct FaultyStore {
+pub struct InstrumentedStore {
     inner: Arc<dyn ObjectStore>,
     pub counts: Arc<RequestCounts>,
     plan: Arc<Mutex<FaultPlan>>,
 }
 
-impl fmt::Debug for FaultyStore {
+impl fmt::Debug for InstrumentedStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "FaultyStore({})", self.inner)
+        write!(f, "InstrumentedStore({})", self.inner)
     }
 }
 
-impl fmt::Display for FaultyStore {
+impl fmt::Display for InstrumentedStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "FaultyStore({})", self.inner)
+        write!(f, "InstrumentedStore({})", self.inner)
     }
 }
 
 fn injected(what: &str) -> object_store::Error {
     object_store::Error::Generic {
-        store: "FaultyStore",
+        store: "InstrumentedStore",
         source: format!("injected fault: {what}").into(),
     }
 }
 
-impl FaultyStore {
+impl InstrumentedStore {
     pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
         Self {
             inner,
@@ -130,7 +136,7 @@ impl FaultyStore {
 }
 
 #[async_trait]
-impl ObjectStore for FaultyStore {
+impl ObjectStore for InstrumentedStore {
     async fn put_opts(
         &self,
         location: &Path,
@@ -177,7 +183,14 @@ impl ObjectStore for FaultyStore {
         if self.take(|p| &mut p.fail_gets) {
             return Err(injected("get failed"));
         }
-        self.inner.get_opts(location, options).await
+        let head = options.head;
+        let res = self.inner.get_opts(location, options).await?;
+        if !head {
+            self.counts
+                .get_bytes
+                .fetch_add(res.range.end - res.range.start, Ordering::SeqCst);
+        }
+        Ok(res)
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
@@ -188,6 +201,8 @@ impl ObjectStore for FaultyStore {
         if self.take(|p| &mut p.fail_gets) {
             return Err(injected("get failed"));
         }
+        let n: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+        self.counts.get_bytes.fetch_add(n, Ordering::SeqCst);
         self.inner.get_ranges(location, ranges).await
     }
 

@@ -6,3 +6,16 @@
 //!
 //! It must not know how samples are scraped (it reads blocks, whoever wrote them) nor how alerts
 //! are sent.
+
+pub mod udf;
+
+pub mod error;
+pub mod federate;
+pub mod format;
+pub mod http;
+pub mod service;
+pub mod table;
+
+pub use error::QueryError;
+pub use http::{AppState, router};
+pub use service::{QueryService, RegionStore};

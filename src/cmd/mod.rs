@@ -3,5 +3,6 @@
 pub mod blocks;
 pub mod check;
 pub mod common;
+pub mod query;
 pub mod scrape;
 pub mod up;

@@ -6,8 +6,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use axum::Router;
-use axum::routing::get;
 use clap::Args;
 use promlake_core::clock::SystemClock;
 use promlake_core::shard::Shard;
@@ -21,7 +19,7 @@ use super::common;
 pub struct UpArgs {
     #[arg(long, short, default_value = "examples/local.yml")]
     config: PathBuf,
-    /// Where promlake serves its HTTP API and its own /metrics.
+    /// Where promlake serves /api/v1/sql, /federate and its own /metrics.
     #[arg(long, default_value = "127.0.0.1:9090")]
     listen: SocketAddr,
     /// Scrape workers: the targets are split into this many shards.
@@ -30,28 +28,6 @@ pub struct UpArgs {
     /// HA replicas per shard, comma-separated (default: the `replica` external label, else 0).
     #[arg(long, value_delimiter = ',')]
     replicas: Vec<String>,
-}
-
-/// The HTTP routes of promlake itself.
-pub fn own_routes(registry: Registry) -> Router {
-    Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let r = registry.clone();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        r.render(),
-                    )
-                }
-            }),
-        )
-        .route("/-/healthy", get(|| async { "promlake is Healthy.\n" }))
-        .route("/-/ready", get(|| async { "promlake is Ready.\n" }))
 }
 
 pub async fn run(a: UpArgs) -> Result<ExitCode> {
@@ -89,7 +65,8 @@ pub async fn run(a: UpArgs) -> Result<ExitCode> {
             }));
         }
     }
-    let app = own_routes(registry.clone());
+    let query = Arc::new(super::query::service(&cfg, &registry)?);
+    let app = promlake_query::router(promlake_query::AppState { service: query });
     let mut rx = stop_rx.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)

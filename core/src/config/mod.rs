@@ -85,6 +85,9 @@ pub struct Config {
     /// promlake: every region the query service reads (default: this region's storage only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub regions: Vec<RegionConfig>,
+    /// promlake: the query service.
+    #[serde(default)]
+    pub query: QueryConfig,
 
     /// Prometheus keys that promlake accepts but does not use; a warning says so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -514,6 +517,48 @@ impl<'de> Deserialize<'de> for StorageConfig {
     }
 }
 
+/// `query:` — the query service.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryConfig {
+    /// Longest a query may run before it is cancelled (default 2m).
+    #[serde(default = "default_query_timeout")]
+    pub timeout: PromDuration,
+    /// Memory a query may hold before it fails (default 2GiB; 0: no limit).
+    #[serde(default = "default_query_memory")]
+    pub memory_limit: ByteSize,
+    /// Width of a scrape slot for HA replica deduplication (default: `global.scrape_interval`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup_interval: Option<PromDuration>,
+    /// How far back `/federate` looks for a series' latest sample (default 5m, as Prometheus'
+    /// `--query.lookback-delta`).
+    #[serde(default = "default_lookback")]
+    pub lookback_delta: PromDuration,
+}
+
+fn default_query_timeout() -> PromDuration {
+    PromDuration::from_secs(120)
+}
+
+fn default_query_memory() -> ByteSize {
+    ByteSize(2 << 30)
+}
+
+fn default_lookback() -> PromDuration {
+    PromDuration::from_secs(300)
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            timeout: default_query_timeout(),
+            memory_limit: default_query_memory(),
+            dedup_interval: None,
+            lookback_delta: default_lookback(),
+        }
+    }
+}
+
 /// One region the query service reads: a name and the storage its workers write to.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -802,6 +847,13 @@ impl Config {
                     .map(String::as_str)
             })
             .unwrap_or(DEFAULT_REGION)
+    }
+
+    /// The width of a scrape slot for replica deduplication.
+    pub fn dedup_interval(&self) -> PromDuration {
+        self.query
+            .dedup_interval
+            .unwrap_or(self.global.scrape_interval)
     }
 
     /// The regions the query service reads: `regions`, or this region on `storage`.

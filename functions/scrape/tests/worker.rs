@@ -11,7 +11,7 @@ use promlake_core::block::{self, Row};
 use promlake_core::catalog::{self, ListStats};
 use promlake_core::clock::{ManualClock, SharedClock};
 use promlake_core::config::Config;
-use promlake_core::faults::{FaultPlan, FaultyStore};
+use promlake_core::faults::{FaultPlan, InstrumentedStore};
 use promlake_core::labels::Labels;
 use promlake_core::shard::Shard;
 use promlake_core::telemetry::Registry;
@@ -284,7 +284,7 @@ async fn every_sample_is_stored_exactly_once_despite_store_failures() {
     .await
     .unwrap();
     let addrs = fleet.addresses();
-    let faulty = Arc::new(FaultyStore::new(Arc::new(InMemory::new())));
+    let faulty = Arc::new(InstrumentedStore::new(Arc::new(InMemory::new())));
     let store: Arc<dyn ObjectStore> = faulty.clone();
     let clock = Arc::new(ManualClock::new(T0));
     let mut w = worker(

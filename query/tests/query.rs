@@ -1,0 +1,610 @@
+//! The query service over blocks written by promlake's own block writer, in memory.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Float64Type, Int64Type, UInt64Type};
+use axum::body::Body;
+use http_body_util::BodyExt;
+use object_store::memory::InMemory;
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
+use promlake_core::block::{self, Sample};
+use promlake_core::clock::{ManualClock, SharedClock};
+use promlake_core::config::Config;
+use promlake_core::faults::{FaultPlan, InstrumentedStore};
+use promlake_core::keys::{BlockKey, new_ulid};
+use promlake_core::labels::Labels;
+use promlake_core::shard::Shard;
+use promlake_core::telemetry::Registry;
+use promlake_core::value::stale_nan;
+use promlake_query::{AppState, QueryError, QueryService, RegionStore, router};
+use tower::ServiceExt;
+
+const H: i64 = 3_600_000;
+const T0: i64 = 1_795_478_400_000; // 2026-11-24T00:00:00Z
+
+fn series(name: &str, pairs: &[(&str, &str)]) -> Arc<Labels> {
+    let mut p = vec![("__name__".to_string(), name.to_string())];
+    p.extend(pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())));
+    Arc::new(Labels::from_pairs(p))
+}
+
+async fn put_block(store: &dyn ObjectStore, region: &str, replica: &str, mut samples: Vec<Sample>) {
+    let shard = Shard::ALL;
+    let (meta, bytes) = block::encode(&mut samples, region, shard, replica).unwrap();
+    let key = BlockKey {
+        region: region.into(),
+        min_ts: meta.min_ts,
+        max_ts: meta.max_ts,
+        shard,
+        replica: replica.into(),
+        id: new_ulid(meta.max_ts),
+    };
+    let opts = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    store
+        .put_opts(&key.path(), PutPayload::from(bytes), opts)
+        .await
+        .unwrap();
+}
+
+fn service_with(
+    config: &str,
+    regions: Vec<(&str, Arc<dyn ObjectStore>)>,
+    now: i64,
+) -> QueryService {
+    let cfg = Config::parse(config).unwrap();
+    let clock: SharedClock = Arc::new(ManualClock::new(now));
+    QueryService::new(
+        &cfg,
+        regions
+            .into_iter()
+            .map(|(n, s)| RegionStore {
+                name: n.into(),
+                store: s,
+            })
+            .collect(),
+        clock,
+        &Registry::new(),
+    )
+    .unwrap()
+}
+
+fn f64s(b: &[RecordBatch], col: usize) -> Vec<f64> {
+    b.iter()
+        .flat_map(|b| {
+            b.column(col)
+                .as_primitive::<Float64Type>()
+                .iter()
+                .map(|v| v.unwrap_or(f64::NAN))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn i64s(b: &[RecordBatch], col: usize) -> Vec<i64> {
+    b.iter()
+        .flat_map(|b| {
+            b.column(col)
+                .as_primitive::<Int64Type>()
+                .iter()
+                .map(|v| v.unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn strings(b: &[RecordBatch], col: usize) -> Vec<String> {
+    b.iter()
+        .flat_map(|b| {
+            let c = arrow::compute::cast(b.column(col), &arrow::datatypes::DataType::Utf8).unwrap();
+            let s = c.as_string::<i32>();
+            (0..s.len())
+                .map(|i| {
+                    if s.is_null(i) {
+                        "NULL".to_string()
+                    } else {
+                        s.value(i).to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// 24 hourly blocks of `up` and a counter for two jobs, one sample a minute.
+async fn day_of_data(store: &dyn ObjectStore) {
+    for h in 0..24 {
+        let mut samples = Vec::new();
+        for m in 0..60 {
+            let t = T0 + h * H + m * 60_000;
+            for job in ["api", "db"] {
+                samples.push(Sample::new(
+                    series("up", &[("job", job), ("instance", "i1")]),
+                    t,
+                    1.0,
+                ));
+                let v = (h * 60 + m) as f64 * if job == "api" { 2.0 } else { 1.0 };
+                samples.push(Sample::new(
+                    series("requests_total", &[("job", job), ("instance", "i1")]),
+                    t,
+                    v,
+                ));
+            }
+        }
+        put_block(store, "eu1", "a", samples).await;
+    }
+}
+
+#[tokio::test]
+async fn labels_metrics_and_time_pruning() {
+    let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    day_of_data(mem.as_ref()).await;
+    let svc = service_with("", vec![("eu1", mem)], T0 + 24 * H);
+    let (_, b) = svc
+        .sql("SELECT labels['job'] AS job, label(labels, 'instance') AS inst, count(*) AS n FROM samples WHERE metric = 'up' GROUP BY 1, 2 ORDER BY 1")
+        .await
+        .unwrap();
+    assert_eq!(strings(&b, 0), vec!["api", "db"]);
+    assert_eq!(strings(&b, 1), vec!["i1", "i1"]);
+    assert_eq!(i64s(&b, 2), vec![1440, 1440]);
+    assert_eq!(
+        svc.stats().files.load(std::sync::atomic::Ordering::Relaxed),
+        24
+    );
+
+    // One hour: one partition listed, one file read.
+    let lists0 = svc.stats().lists.load(std::sync::atomic::Ordering::Relaxed);
+    let files0 = svc.stats().files.load(std::sync::atomic::Ordering::Relaxed);
+    let (_, b) = svc
+        .sql("SELECT count(*) FROM samples WHERE metric = 'up' AND timestamp >= TIMESTAMP '2026-11-24T05:00:00Z' AND timestamp < TIMESTAMP '2026-11-24T06:00:00Z'")
+        .await
+        .unwrap();
+    assert_eq!(i64s(&b, 0), vec![120]);
+    assert_eq!(
+        svc.stats().lists.load(std::sync::atomic::Ordering::Relaxed) - lists0,
+        1,
+        "one hour partition listed"
+    );
+    assert_eq!(
+        svc.stats().files.load(std::sync::atomic::Ordering::Relaxed) - files0,
+        1,
+        "one block read"
+    );
+
+    // now() - INTERVAL works the same way.
+    let files1 = svc.stats().files.load(std::sync::atomic::Ordering::Relaxed);
+    let (_, b) = svc
+        .sql("SELECT count(*) FROM samples WHERE timestamp > TIMESTAMP '2026-11-24T23:30:00Z' - INTERVAL '1 hour'")
+        .await
+        .unwrap();
+    assert_eq!(i64s(&b, 0), vec![89 * 4], "22:31 to 23:59, four series");
+    assert_eq!(
+        svc.stats().files.load(std::sync::atomic::Ordering::Relaxed) - files1,
+        2
+    );
+
+    // EXPLAIN shows the pruned file list and the pushed-down predicate.
+    let (_, b) = svc
+        .sql("EXPLAIN SELECT value FROM samples WHERE metric = 'up' AND timestamp >= TIMESTAMP '2026-11-24T05:00:00Z' AND timestamp < TIMESTAMP '2026-11-24T06:00:00Z'")
+        .await
+        .unwrap();
+    let plan = strings(&b, 1).join("\n");
+    assert!(plan.contains("hour=05"), "{plan}");
+    assert!(!plan.contains("hour=06/"), "{plan}");
+    assert!(plan.contains("predicate="), "{plan}");
+}
+
+#[tokio::test]
+async fn stale_markers_are_hidden_unless_asked_for() {
+    let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let s = series("up", &[("job", "x")]);
+    put_block(
+        mem.as_ref(),
+        "eu1",
+        "a",
+        vec![
+            Sample::new(s.clone(), T0, 1.0),
+            Sample::new(s.clone(), T0 + 15_000, stale_nan()),
+        ],
+    )
+    .await;
+    let svc = service_with("", vec![("eu1", mem)], T0 + H);
+    let (_, b) = svc.sql("SELECT count(*) FROM samples").await.unwrap();
+    assert_eq!(i64s(&b, 0), vec![1]);
+    let (_, b) = svc
+        .sql("SELECT count(*), sum(CASE WHEN stale THEN 1 ELSE 0 END) FROM samples_raw")
+        .await
+        .unwrap();
+    assert_eq!(i64s(&b, 0), vec![2]);
+    assert_eq!(i64s(&b, 1), vec![1]);
+    let (_, b) = svc
+        .sql("SELECT count(*) FROM samples_raw WHERE is_stale(value)")
+        .await
+        .unwrap();
+    assert_eq!(i64s(&b, 0), vec![1]);
+}
+
+#[tokio::test]
+async fn replicas_are_deduplicated_without_gaps() {
+    let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    // Replica a scrapes at :00, :15, ... and stops after 20 slots; b scrapes at :07, :22, ...
+    // for 40 slots. Values differ per replica so the choice is visible.
+    let s = series("up", &[("job", "x")]);
+    let a: Vec<Sample> = (0..20)
+        .map(|i| Sample::new(s.clone(), T0 + i * 15_000, 1.0))
+        .collect();
+    let b: Vec<Sample> = (0..40)
+        .map(|i| Sample::new(s.clone(), T0 + i * 15_000 + 7_000, 2.0))
+        .collect();
+    put_block(mem.as_ref(), "eu1", "a", a).await;
+    put_block(mem.as_ref(), "eu1", "b", b).await;
+    let svc = service_with("global: {scrape_interval: 15s}", vec![("eu1", mem)], T0 + H);
+    let (_, r) = svc
+        .sql("SELECT replica, count(*), sum(value) FROM samples GROUP BY replica ORDER BY replica")
+        .await
+        .unwrap();
+    assert_eq!(strings(&r, 0), vec!["a", "b"]);
+    assert_eq!(
+        i64s(&r, 1),
+        vec![20, 20],
+        "a owns its 20 slots, b the 20 after a stopped"
+    );
+    assert_eq!(f64s(&r, 2), vec![20.0, 40.0]);
+    let (_, r) = svc.sql("SELECT count(*) FROM samples").await.unwrap();
+    assert_eq!(
+        i64s(&r, 0),
+        vec![40],
+        "one sample per slot, no double counting, no gap"
+    );
+    let (_, r) = svc.sql("SELECT count(*) FROM samples_raw").await.unwrap();
+    assert_eq!(i64s(&r, 0), vec![60], "the raw table has every row");
+    // A filter on value does not change which replica owns a slot.
+    let (_, r) = svc
+        .sql("SELECT count(*) FROM samples WHERE value = 2.0")
+        .await
+        .unwrap();
+    assert_eq!(i64s(&r, 0), vec![20]);
+}
+
+#[tokio::test]
+async fn two_regions_in_one_query_and_an_unavailable_region_is_an_error() {
+    let eu: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let us = Arc::new(InstrumentedStore::new(Arc::new(InMemory::new())));
+    put_block(
+        eu.as_ref(),
+        "eu1",
+        "a",
+        vec![Sample::new(series("up", &[("job", "x")]), T0, 1.0)],
+    )
+    .await;
+    put_block(
+        us.as_ref(),
+        "us1",
+        "a",
+        vec![
+            Sample::new(series("up", &[("job", "x")]), T0, 1.0),
+            Sample::new(series("up", &[("job", "y")]), T0, 0.0),
+        ],
+    )
+    .await;
+    let us_store: Arc<dyn ObjectStore> = us.clone();
+    let svc = service_with("", vec![("eu1", eu), ("us1", us_store)], T0 + H);
+    let (_, b) = svc
+        .sql("SELECT region, sum(value), count(*) FROM samples GROUP BY region ORDER BY region")
+        .await
+        .unwrap();
+    assert_eq!(strings(&b, 0), vec!["eu1", "us1"]);
+    assert_eq!(i64s(&b, 2), vec![1, 2]);
+    let (_, b) = svc
+        .sql("SELECT count(*) FROM samples WHERE region = 'eu1'")
+        .await
+        .unwrap();
+    assert_eq!(i64s(&b, 0), vec![1]);
+    us.set_plan(FaultPlan {
+        fail_lists: 100,
+        ..Default::default()
+    });
+    let e = svc.sql("SELECT sum(value) FROM samples").await.unwrap_err();
+    assert!(matches!(e, QueryError::Unavailable(_)), "{e:?}");
+    assert!(e.to_string().contains("us1"), "{e}");
+    assert_eq!(e.status(), 503);
+    // A query that names only the healthy region still works.
+    assert!(
+        svc.sql("SELECT count(*) FROM samples WHERE region = 'eu1'")
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn counter_functions_time_buckets_and_quantiles() {
+    let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let c = series("http_requests_total", &[("job", "x")]);
+    // 10, 20, 30, reset to 5, 15: increase 30 - 10 + 30 (before reset) ... Prometheus: last-first+resets = 15-10+30 = 35
+    let vals = [10.0, 20.0, 30.0, 5.0, 15.0];
+    let mut samples: Vec<Sample> = vals
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Sample::new(c.clone(), T0 + 30_000 + i as i64 * 60_000, *v))
+        .collect();
+    for (le, v) in [("0.1", 10.0), ("0.5", 60.0), ("1.0", 90.0), ("+Inf", 100.0)] {
+        samples.push(Sample::new(
+            series("lat_bucket", &[("job", "x"), ("le", le)]),
+            T0,
+            v,
+        ));
+    }
+    put_block(mem.as_ref(), "eu1", "a", samples).await;
+    let svc = service_with("", vec![("eu1", mem)], T0 + H);
+    let (_, b) = svc
+        .sql("SELECT counter_increase(timestamp, value), counter_rate(timestamp, value) FROM samples WHERE metric = 'http_requests_total'")
+        .await
+        .unwrap();
+    assert_eq!(f64s(&b, 0), vec![35.0]);
+    assert!((f64s(&b, 1)[0] - 35.0 / 240.0).abs() < 1e-12);
+    let (_, b) = svc
+        .sql("SELECT prom_rate(timestamp, value, TIMESTAMP '2026-11-24T00:05:00Z', INTERVAL '5 minutes') FROM samples WHERE metric = 'http_requests_total'")
+        .await
+        .unwrap();
+    let pts: Vec<(i64, f64)> = vals
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (T0 + 30_000 + i as i64 * 60_000, *v))
+        .collect();
+    let want =
+        promlake_query::udf::counter::extrapolated_rate(&pts, T0, T0 + 300_000, 300_000, true)
+            .unwrap();
+    assert_eq!(f64s(&b, 0), vec![want]);
+    let (_, b) = svc
+        .sql("SELECT time_bucket(INTERVAL '2 minutes', timestamp) AS t, count(*) FROM samples WHERE metric = 'http_requests_total' GROUP BY 1 ORDER BY 1")
+        .await
+        .unwrap();
+    assert_eq!(i64s(&b, 1), vec![2, 2, 1]);
+    let (_, b) = svc
+        .sql("SELECT histogram_quantile(0.5, labels['le'], value) FROM samples WHERE metric = 'lat_bucket' GROUP BY labels['job']")
+        .await
+        .unwrap();
+    assert!((f64s(&b, 0)[0] - 0.42).abs() < 1e-12);
+    let (_, b) = svc.sql("SELECT prom_series(metric, labels) FROM samples WHERE metric = 'http_requests_total' LIMIT 1").await.unwrap();
+    assert_eq!(strings(&b, 0), vec!["http_requests_total{job=\"x\"}"]);
+    let (_, b) = svc
+        .sql("SELECT DISTINCT series_id FROM samples WHERE metric = 'http_requests_total'")
+        .await
+        .unwrap();
+    let id = b[0].column(0).as_primitive::<UInt64Type>().value(0);
+    assert_eq!(id, series("http_requests_total", &[("job", "x")]).hash());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_queries_timeouts_and_memory_limits_are_clear_errors() {
+    let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    day_of_data(mem.as_ref()).await;
+    let svc = service_with("", vec![("eu1", mem.clone())], T0 + H);
+    for (sql, status) in [
+        ("SELEC 1", 400),
+        ("SELECT nope FROM samples", 400),
+        ("SELECT * FROM nothing", 400),
+        ("SELECT label(value, 'x') FROM samples", 400),
+    ] {
+        let e = svc.sql(sql).await.unwrap_err();
+        assert_eq!(e.status(), status, "{sql}: {e}");
+        assert!(!e.to_string().is_empty());
+    }
+    // No data in the range: an empty result, not an error.
+    let (_, b) = svc
+        .sql("SELECT count(*) FROM samples WHERE timestamp > TIMESTAMP '2030-01-01T00:00:00Z'")
+        .await
+        .unwrap();
+    assert_eq!(i64s(&b, 0), vec![0]);
+
+    let slow = service_with("query: {timeout: 1ms}", vec![("eu1", mem.clone())], T0 + H);
+    let e = slow
+        .sql("SELECT count(*) FROM samples a JOIN samples b ON a.series_id <> b.series_id")
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), 503, "{e}");
+    assert_eq!(e.error_type(), "timeout");
+
+    let small = service_with("query: {memory_limit: 64KB}", vec![("eu1", mem)], T0 + H);
+    let e = small
+        .sql("SELECT metric, labels, value FROM samples ORDER BY value, metric")
+        .await
+        .unwrap_err();
+    assert_eq!(e.error_type(), "execution", "{e}");
+    assert!(
+        e.to_string().to_lowercase().contains("resources exhausted")
+            || e.to_string().to_lowercase().contains("memory"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn federate_serves_latest_samples_like_prometheus() {
+    let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let now = T0 + 10 * 60_000;
+    let up_a = series("up", &[("instance", "a:1"), ("job", "node")]);
+    let up_b = series("up", &[("instance", "b:1"), ("job", "node")]);
+    let gone = series("up", &[("instance", "c:1"), ("job", "node")]);
+    let old = series("up", &[("instance", "d:1"), ("job", "node")]);
+    let agg = series("job:up:sum", &[("job", "node")]);
+    put_block(
+        mem.as_ref(),
+        "eu1",
+        "a",
+        vec![
+            Sample::new(up_a.clone(), now - 60_000, 1.0),
+            Sample::new(up_a.clone(), now - 30_000, 0.0),
+            Sample::new(up_b.clone(), now - 20_000, 1.0),
+            Sample::new(gone.clone(), now - 40_000, 1.0),
+            Sample::new(gone.clone(), now - 25_000, stale_nan()),
+            Sample::new(old.clone(), now - 6 * 60_000, 1.0),
+            Sample::new(agg.clone(), now - 10_000, 2.0),
+        ],
+    )
+    .await;
+    let svc = Arc::new(service_with(
+        "global: {external_labels: {cluster: dc01}}",
+        vec![("eu1", mem)],
+        now,
+    ));
+    let body = svc.federate(&["up".into()]).await.unwrap();
+    assert_eq!(
+        body,
+        format!(
+            "# TYPE up untyped\nup{{instance=\"a:1\",job=\"node\",cluster=\"dc01\"}} 0 {}\nup{{instance=\"b:1\",job=\"node\",cluster=\"dc01\"}} 1 {}\n",
+            now - 30_000,
+            now - 20_000
+        )
+    );
+    let body = svc
+        .federate(&["{__name__=~\"job:.*\"}".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        body,
+        format!(
+            "# TYPE job:up:sum untyped\njob:up:sum{{job=\"node\",cluster=\"dc01\",instance=\"\"}} 2 {}\n",
+            now - 10_000
+        )
+    );
+    let body = svc
+        .federate(&[
+            "up{instance=~\"b.*\"}".into(),
+            "{__name__=~\"job:.*\"}".into(),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(body.lines().filter(|l| !l.starts_with('#')).count(), 2);
+
+    // Over HTTP, with a bad selector.
+    let app = router(AppState {
+        service: svc.clone(),
+    });
+    let resp = app
+        .clone()
+        .oneshot(
+            axum::http::Request::get("/federate?match%5B%5D=up%7Bjob%3D%22node%22%7D")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let resp = app
+        .oneshot(
+            axum::http::Request::get("/federate?match[]=up{")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let v: serde_json::Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(v["status"], "error");
+    assert_eq!(v["errorType"], "bad_data");
+}
+
+#[tokio::test]
+async fn sql_over_http_in_every_format() {
+    let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    day_of_data(mem.as_ref()).await;
+    let app = router(AppState {
+        service: Arc::new(service_with("", vec![("eu1", mem)], T0 + H)),
+    });
+    let sql = "SELECT labels['job'] AS job, labels, count(*) AS n FROM samples WHERE metric = 'up' GROUP BY 1, 2 ORDER BY 1";
+    let call = |accept: &str, uri: &str| {
+        axum::http::Request::post(uri.to_string())
+            .header("accept", accept)
+            .body(Body::from(sql))
+            .unwrap()
+    };
+    let resp = app
+        .clone()
+        .oneshot(call("application/json", "/api/v1/sql"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(v[0]["job"], "api");
+    assert_eq!(v[0]["n"], 1440);
+    assert_eq!(v[0]["labels"]["instance"], "i1");
+
+    let resp = app
+        .clone()
+        .oneshot(call("text/csv", "/api/v1/sql"))
+        .await
+        .unwrap();
+    let csv = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert_eq!(csv.lines().next(), Some("job,labels,n"));
+    assert!(
+        csv.contains("api,\"{instance=\"\"i1\"\", job=\"\"api\"\"}\",1440"),
+        "{csv}"
+    );
+
+    let resp = app
+        .clone()
+        .oneshot(call("*/*", "/api/v1/sql?format=arrow"))
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/vnd.apache.arrow.stream"
+    );
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes.to_vec()), None)
+            .unwrap();
+    let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(rows, 2);
+
+    let resp = app
+        .clone()
+        .oneshot(
+            axum::http::Request::post("/api/v1/sql")
+                .body(Body::from("SELECT * FROM nowhere"))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let v: serde_json::Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(v["errorType"], "bad_data");
+    assert!(v["error"].as_str().unwrap().contains("nowhere"), "{v}");
+
+    let resp = app
+        .oneshot(
+            axum::http::Request::get("/metrics")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let text = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(text.contains("promlake_queries_total"), "{text}");
+}
