@@ -30,6 +30,8 @@ enum Command {
     Query(cmd::query::QueryArgs),
     /// Run one SQL query over every region and print the result.
     Sql(cmd::query::SqlArgs),
+    /// One alert evaluator replica (run several: they deduplicate without a mesh).
+    Alert(cmd::alert::AlertArgs),
     /// Blocks in storage.
     #[command(subcommand)]
     Blocks(cmd::blocks::Blocks),
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
                         Command::Scrape(a) => cmd::scrape::run(a).await,
                         Command::Query(a) => cmd::query::serve(a).await,
                         Command::Sql(a) => cmd::query::sql(a).await,
+                        Command::Alert(a) => cmd::alert::run(a).await,
                         Command::Blocks(b) => cmd::blocks::run(b).await,
                         Command::Check(_) => unreachable!("handled above"),
                     }

@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod alert;
 mod fleet;
 mod ingest;
 mod parse;
@@ -26,6 +27,8 @@ enum Command {
     Ingest(ingest::Args),
     /// Global aggregations over two regions: promlake vs DuckDB on the same files.
     Query(query::Args),
+    /// HA alerting: requests per group per tick, evaluation cost, notification delay.
+    Alert(alert::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,5 +37,6 @@ fn main() -> anyhow::Result<()> {
         Command::Fleet(a) => fleet::run(a),
         Command::Ingest(a) => ingest::run(a),
         Command::Query(a) => query::run(a),
+        Command::Alert(a) => alert::run(a),
     }
 }

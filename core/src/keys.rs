@@ -20,6 +20,9 @@ use crate::shard::Shard;
 
 /// The folder of all blocks.
 pub const BLOCKS: &str = "blocks";
+/// The replica name of blocks written by rule evaluation (recording rules, `ALERTS`). Only the
+/// owner of a tick writes them, so they are never HA duplicates; scrape workers may not use it.
+pub const RULES_REPLICA: &str = "rules";
 const MS_PER_HOUR: i64 = 3_600_000;
 
 /// A name usable in keys: region and replica names.
@@ -231,6 +234,20 @@ impl LogDir {
         let digits: String = name.chars().take_while(|c| c.is_ascii_digit()).collect();
         (digits.len() == 20).then(|| digits.parse().ok()).flatten()
     }
+}
+
+/// The marker saying notification `id` decided at `tick` by a rule group was sent.
+pub fn alert_sent_marker(region: &str, group_key: &str, tick: u64, id: u32) -> Path {
+    Path::from(format!(
+        "state/alerts/region={region}/sent/group={group_key}/{tick:020}/{id}"
+    ))
+}
+
+/// The folder of a rule group's sent markers.
+pub fn alert_sent_dir(region: &str, group_key: &str) -> Path {
+    Path::from(format!(
+        "state/alerts/region={region}/sent/group={group_key}"
+    ))
 }
 
 /// A ULID from the injected clock's time and fresh randomness.

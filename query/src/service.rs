@@ -150,6 +150,29 @@ impl QueryService {
 
     /// Runs one SQL statement to completion, bounded by `query.timeout`.
     pub async fn sql(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+        self.sql_inner(sql, None).await
+    }
+
+    /// Runs one SQL statement as of `at_ms`: `now()` is that instant (rule evaluation at a tick).
+    pub async fn sql_at(
+        &self,
+        sql: &str,
+        at_ms: i64,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+        self.sql_inner(sql, Some(at_ms)).await
+    }
+
+    /// Plans a statement without running it (rule checks): its output schema.
+    pub async fn plan_schema(&self, sql: &str) -> Result<SchemaRef, QueryError> {
+        let plan = self.ctx.state().create_logical_plan(sql).await?;
+        Ok(Arc::new(plan.schema().as_arrow().clone()))
+    }
+
+    async fn sql_inner(
+        &self,
+        sql: &str,
+        at_ms: Option<i64>,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
         self.metrics.queries.inc();
         let started = Instant::now();
         let ctx = self.ctx.clone();
@@ -157,7 +180,13 @@ impl QueryService {
         // The query runs in its own task, so the deadline fires even while it computes; the task
         // is aborted at its next yield point (DataFusion yields between batches).
         let mut task = tokio::spawn(async move {
-            let df = ctx.sql(&sql).await?;
+            let mut state = ctx.state();
+            if let Some(at) = at_ms {
+                state.execution_props_mut().query_execution_start_time =
+                    chrono::DateTime::from_timestamp_millis(at);
+            }
+            let plan = state.create_logical_plan(&sql).await?;
+            let df = datafusion::dataframe::DataFrame::new(state, plan);
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
             let batches = df.collect().await?;
             Ok::<_, datafusion::error::DataFusionError>((schema, batches))

@@ -242,7 +242,12 @@ impl TableProvider for BlocksTable {
             self.stats
                 .files
                 .fetch_add(found.len() as u64, Ordering::Relaxed);
-            let replicas: BTreeSet<&str> = found.iter().map(|b| b.key.replica.as_str()).collect();
+            // Rule output (replica `rules`) is written once per tick and never duplicated.
+            let replicas: BTreeSet<&str> = found
+                .iter()
+                .map(|b| b.key.replica.as_str())
+                .filter(|r| *r != promlake_core::keys::RULES_REPLICA)
+                .collect();
             let dedup = self.mode != Mode::Raw && replicas.len() > 1;
             let files = found
                 .iter()

@@ -16,6 +16,8 @@ pub enum Check {
         /// The configuration file (Prometheus' prometheus.yml plus promlake's sections).
         file: PathBuf,
     },
+    /// Check rule files as `promtool check rules` does, and plan their SQL.
+    Rules(super::alert::CheckRulesArgs),
     /// Show every target with its final labels, and whether a shard scrapes it.
     Targets {
         #[arg(long, short)]
@@ -36,6 +38,10 @@ pub enum Format {
 
 pub fn run(c: Check) -> Result<ExitCode> {
     match c {
+        Check::Rules(a) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(super::alert::check(a)),
         Check::Config { file } => check_config(&file),
         Check::Targets {
             config,

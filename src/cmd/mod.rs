@@ -1,5 +1,6 @@
 //! The subcommands.
 
+pub mod alert;
 pub mod blocks;
 pub mod check;
 pub mod common;

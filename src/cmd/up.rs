@@ -66,7 +66,20 @@ pub async fn run(a: UpArgs) -> Result<ExitCode> {
         }
     }
     let query = Arc::new(super::query::service(&cfg, &registry)?);
-    let app = promlake_query::router(promlake_query::AppState { service: query });
+    let mut app = promlake_query::router(promlake_query::AppState {
+        service: query.clone(),
+    });
+    let mut evaluators = Vec::new();
+    if let Some(e) = super::alert::evaluator(&cfg, &replicas[0], query, &registry)? {
+        app = app.merge(promlake_alert::api::router(e.status()));
+        let mut rx = stop_rx.clone();
+        evaluators.push(tokio::spawn(async move {
+            e.run(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })
+            .await;
+        }));
+    }
     let mut rx = stop_rx.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -88,10 +101,16 @@ pub async fn run(a: UpArgs) -> Result<ExitCode> {
         cfg.region(),
         cfg.storage.flush_interval
     );
-    println!(
-        "  http://{}/metrics   promlake's own metrics (scraped by the promlake job)",
-        a.listen
-    );
+    let l = a.listen;
+    println!("  http://{l}/metrics          promlake's own metrics (scraped by the promlake job)");
+    println!("  http://{l}/api/v1/sql       SQL over the table samples (POST the query)");
+    println!("  http://{l}/federate         Prometheus federation (match[]=...)");
+    if !evaluators.is_empty() {
+        println!(
+            "  http://{l}/api/v1/alerts    alerts of {}",
+            cfg.rule_files.join(", ")
+        );
+    }
     println!("  stop with Ctrl-C: workers flush what they hold before exiting");
     common::shutdown_signal().await;
     println!("promlake up: stopping");
@@ -101,6 +120,9 @@ pub async fn run(a: UpArgs) -> Result<ExitCode> {
         if let Ok(w) = w.await {
             pending += w.stats().blocks_pending.get();
         }
+    }
+    for e in evaluators {
+        let _ = e.await;
     }
     let _ = server.await;
     if pending > 0.0 {

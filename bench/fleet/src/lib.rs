@@ -402,11 +402,14 @@ pub struct Fleet {
     addrs: Vec<SocketAddr>,
     scrapes: Arc<Vec<AtomicU64>>,
     tasks: Vec<JoinHandle<()>>,
+    alive: Arc<std::sync::atomic::AtomicBool>,
     pub model: PageModel,
 }
 
 impl Drop for Fleet {
+    /// Stops listening and closes open connections at their next request: the targets are gone.
     fn drop(&mut self) {
+        self.alive.store(false, Ordering::SeqCst);
         for t in &self.tasks {
             t.abort();
         }
@@ -422,6 +425,7 @@ impl Fleet {
         behaviour: impl Fn(usize) -> Behaviour,
     ) -> std::io::Result<Fleet> {
         let scrapes: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+        let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let mut addrs = Vec::with_capacity(n);
         let mut tasks = Vec::with_capacity(n);
         for i in 0..n {
@@ -430,6 +434,7 @@ impl Fleet {
             let b = behaviour(i);
             let scrapes = scrapes.clone();
             let model = model.clone();
+            let alive = alive.clone();
             tasks.push(tokio::spawn(async move {
                 loop {
                     let Ok((conn, _)) = listener.accept().await else {
@@ -438,8 +443,9 @@ impl Fleet {
                     let b = b.clone();
                     let scrapes = scrapes.clone();
                     let model = model.clone();
+                    let alive = alive.clone();
                     tokio::spawn(async move {
-                        let _ = serve(conn, i, &b, &scrapes, &model).await;
+                        let _ = serve(conn, i, &b, &scrapes, &model, &alive).await;
                     });
                 }
             }));
@@ -448,6 +454,7 @@ impl Fleet {
             addrs,
             scrapes,
             tasks,
+            alive,
             model,
         })
     }
@@ -474,6 +481,7 @@ async fn serve(
     b: &Behaviour,
     scrapes: &[AtomicU64],
     model: &PageModel,
+    alive: &std::sync::atomic::AtomicBool,
 ) -> std::io::Result<()> {
     if *b == Behaviour::Reset {
         conn.set_zero_linger()?;
@@ -497,6 +505,9 @@ async fn serve(
             if buf.len() > 64 * 1024 {
                 return Ok(());
             }
+        }
+        if !alive.load(Ordering::SeqCst) {
+            return Ok(());
         }
         let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
         let gzip = head

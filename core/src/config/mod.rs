@@ -8,6 +8,7 @@
 
 pub mod locate;
 pub mod relabel;
+pub mod route;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +20,7 @@ use crate::duration::{ByteSize, PromDuration};
 use crate::labels::Labels;
 use locate::Seg;
 pub use relabel::{Action, RelabelConfig, RelabelRegex};
+pub use route::{Matcher, ReceiverConfig, RouteConfig, WebhookConfig};
 
 /// Prometheus' default `scrape_interval`.
 pub const DEFAULT_SCRAPE_INTERVAL: PromDuration = PromDuration::from_secs(60);
@@ -410,10 +412,22 @@ fn default_file_sd_refresh() -> PromDuration {
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertingConfig {
+    /// Relabeling applied to alerts before they are sent (Prometheus).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alert_relabel_configs: Vec<RelabelConfig>,
+    /// Alertmanagers that receive every alert (Prometheus; API v2).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alertmanagers: Vec<AlertmanagerConfig>,
+    /// promlake: Alertmanager's routing tree, for promlake's own receivers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<RouteConfig>,
+    /// promlake: Alertmanager's receivers (webhooks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub receivers: Vec<ReceiverConfig>,
+    /// promlake: the URL alerts link back to (`generatorURL`, the webhook's `externalURL`),
+    /// as Prometheus' `--web.external-url` (default `http://<hostname>:9090`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_url: Option<String>,
 }
 
 /// One `alerting.alertmanagers` entry (Alertmanager's API v2).
@@ -809,6 +823,7 @@ impl Config {
             rp.push("relabel_configs".into());
             validate_relabel(&am.relabel_configs, rp)?;
         }
+        self.validate_routing()?;
         check_storage_url(&self.storage.url).map_err(|m| (vec!["storage".into()], m))?;
         if let Some(r) = &self.region {
             check_region_name(r).map_err(|m| (vec!["region".into()], m))?;
@@ -834,6 +849,86 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    fn validate_routing(&self) -> Result<(), (Vec<Seg>, String)> {
+        let a = &self.alerting;
+        let mut names = BTreeMap::new();
+        for (i, r) in a.receivers.iter().enumerate() {
+            let p = vec![
+                "alerting".into(),
+                "receivers".into(),
+                i.into(),
+                "name".into(),
+            ];
+            if r.name.is_empty() {
+                return Err((p, "receiver name is empty".into()));
+            }
+            if names.insert(r.name.clone(), i).is_some() {
+                return Err((p, format!("receiver {:?} is defined twice", r.name)));
+            }
+            for (j, w) in r.webhook_configs.iter().enumerate() {
+                if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                    return Err((
+                        vec![
+                            "alerting".into(),
+                            "receivers".into(),
+                            i.into(),
+                            "webhook_configs".into(),
+                            j.into(),
+                            "url".into(),
+                        ],
+                        format!("webhook url {:?} must be http:// or https://", w.url),
+                    ));
+                }
+            }
+        }
+        let Some(root) = &a.route else {
+            if !a.receivers.is_empty() {
+                return Err((
+                    vec!["alerting".into(), "route".into()],
+                    "receivers are configured but there is no route to them".into(),
+                ));
+            }
+            return Ok(());
+        };
+        if root.receiver.is_none() {
+            return Err((
+                vec!["alerting".into(), "route".into(), "receiver".into()],
+                "the root route must have a receiver".into(),
+            ));
+        }
+        if !root.matchers.is_empty() || !root.match_eq.is_empty() || !root.match_re.is_empty() {
+            return Err((
+                vec!["alerting".into(), "route".into(), "matchers".into()],
+                "the root route must not have matchers".into(),
+            ));
+        }
+        fn walk(
+            r: &RouteConfig,
+            path: Vec<Seg>,
+            names: &BTreeMap<String, usize>,
+        ) -> Result<(), (Vec<Seg>, String)> {
+            if let Some(rec) = &r.receiver
+                && !names.contains_key(rec)
+            {
+                let mut p = path.clone();
+                p.push("receiver".into());
+                return Err((p, format!("undefined receiver {rec:?} used in route")));
+            }
+            if let Err(m) = r.all_matchers() {
+                let mut p = path.clone();
+                p.push("match_re".into());
+                return Err((p, m));
+            }
+            for (i, c) in r.routes.iter().enumerate() {
+                let mut p = path.clone();
+                p.extend(["routes".into(), i.into()]);
+                walk(c, p, names)?;
+            }
+            Ok(())
+        }
+        walk(root, vec!["alerting".into(), "route".into()], &names)
     }
 
     /// This deployment's region: `region`, else the `region` external label, else `local`.

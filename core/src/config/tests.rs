@@ -225,3 +225,19 @@ fn empty_config_is_all_defaults() {
     assert!(cfg.scrape_configs.is_empty());
     assert_eq!(cfg.global.scrape_interval.to_string(), "1m");
 }
+
+#[test]
+fn alertmanager_routing_in_alerting() {
+    let cfg = load("alerting:\n  route:\n    receiver: team\n    group_by: [alertname]\n    group_wait: 5s\n    routes:\n      - matchers: ['severity=\"page\"']\n        receiver: pager\n        continue: true\n  receivers:\n    - name: team\n      webhook_configs: [{url: 'http://127.0.0.1:9/hook'}]\n    - name: pager\n      webhook_configs: [{url: 'http://127.0.0.1:9/page', send_resolved: false}]\n").unwrap();
+    let route = cfg.alerting.route.unwrap();
+    assert_eq!(route.routes[0].matchers[0].value, "page");
+    assert!(route.routes[0].continue_matching);
+    assert!(!cfg.alerting.receivers[1].webhook_configs[0].send_resolved);
+    let e = err("alerting:\n  route:\n    receiver: nobody\n  receivers:\n    - name: team\n");
+    assert_eq!(e.line, Some(3), "{e}");
+    assert!(e.message.contains("undefined receiver"), "{e}");
+    let e = err(
+        "alerting:\n  route:\n    receiver: team\n    routes:\n      - matchers: ['severity']\n  receivers:\n    - name: team\n",
+    );
+    assert_eq!(e.line, Some(5), "{e}");
+}

@@ -5,3 +5,11 @@
 //! the group's state log in object storage, instead of Alertmanager's gossip mesh.
 //!
 //! It must not know how samples are scraped or stored beyond what the query crate offers.
+
+pub mod api;
+pub mod dispatch;
+pub mod evaluator;
+pub mod notify;
+pub mod rules;
+pub mod state;
+pub mod template;

@@ -306,6 +306,12 @@ impl Worker {
         registry: &Registry,
     ) -> Result<Self, WorkerError> {
         promlake_core::keys::check_name("replica", &opts.replica).map_err(WorkerError::Invalid)?;
+        if opts.replica == promlake_core::keys::RULES_REPLICA {
+            return Err(WorkerError::Invalid(format!(
+                "replica name {:?} is reserved for rule evaluation output",
+                opts.replica
+            )));
+        }
         promlake_core::keys::check_name("region", &opts.region).map_err(WorkerError::Invalid)?;
         let state_log = StateLog::new(store.clone(), &opts.region, opts.shard, &opts.replica);
         let restored = state_log.load().await?.map(|s| s.targets);

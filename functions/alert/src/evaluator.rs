@@ -1,0 +1,859 @@
+//! The alert evaluator: any number of identical replicas, no mesh.
+//!
+//! For each rule group, time is cut into ticks (multiples of the group's interval). At a tick:
+//!
+//! 1. if the tick's entry already exists in the group's create-only log, another replica decided
+//!    it: adopt its state (one GET);
+//! 2. otherwise evaluate every rule at the tick, from the previous tick's state (kept in memory,
+//!    or read from the log after a gap), computing alert transitions, recording-rule samples and
+//!    the notifications due (as intents);
+//! 3. race to create the tick's entry (`PutMode::Create`). The loser adopts the winner's state;
+//!    the winner owns the tick: it writes the rule output block, resends any intent of the
+//!    previous tick that has no sent-marker (the previous owner died mid-send), then sends this
+//!    tick's intents and marks each one sent.
+//!
+//! Everything `for`, `keep_firing_for`, `ActiveAt` and notification grouping need is in the
+//! state, so they survive the loss of any replica. Entries older than an hour are deleted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Float64Type};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use promlake_core::block::{self, Sample};
+use promlake_core::clock::{SharedClock, TimestampMs};
+use promlake_core::config::Config;
+use promlake_core::keys::{self, BlockKey, LogDir, RULES_REPLICA, new_ulid};
+use promlake_core::labels::Labels;
+use promlake_core::log::{Appended, CreateOnlyLog};
+use promlake_core::shard::Shard;
+use promlake_core::telemetry::{Counter, Registry};
+use promlake_query::QueryService;
+
+use crate::dispatch::{self, Outgoing, Route};
+use crate::notify::{self, Intent, IntentKind};
+use crate::rules::{LoadedGroup, Rule};
+use crate::state::{self, Alert, AlertStatus, EvalContext, GroupState, RuleHealth, SeriesRow};
+
+/// How an evaluator runs.
+#[derive(Clone, Debug)]
+pub struct EvaluatorOptions {
+    pub replica: String,
+    pub region: String,
+    /// Alerts still firing are sent to Alertmanagers again after this (Prometheus: 1m).
+    pub resend_delay: Duration,
+    /// Longest a notification is retried within a tick.
+    pub send_deadline: Duration,
+    /// Log entries (and sent markers) older than this are deleted.
+    pub log_retention: Duration,
+}
+
+impl EvaluatorOptions {
+    pub fn new(replica: &str, region: &str) -> Self {
+        Self {
+            replica: replica.to_owned(),
+            region: region.to_owned(),
+            resend_delay: Duration::from_secs(60),
+            send_deadline: Duration::from_secs(10),
+            log_retention: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Fault injection for tests of the HA claim.
+pub trait Faults: Send + Sync {
+    /// Called by the owner of a tick after its intents are durable and before it sends them;
+    /// `true` makes the evaluator stop there, as if it crashed.
+    fn crash_before_send(&self, _group: &str, _tick: TimestampMs) -> bool {
+        false
+    }
+}
+
+/// What happened to one group at one tick.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// This replica decided the tick.
+    Owned {
+        intents: usize,
+        sent: usize,
+        failed: usize,
+        resent: usize,
+    },
+    /// Another replica had decided it.
+    Adopted,
+    /// The replica "crashed" before sending (faults).
+    Crashed,
+    /// The tick could not be decided (storage error); it is retried at the next call.
+    Failed(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct TickReport {
+    pub group: String,
+    pub tick: TimestampMs,
+    pub outcome: Outcome,
+}
+
+/// The latest known state of a group, for `/api/v1/rules` and `/api/v1/alerts`.
+#[derive(Clone, Debug)]
+pub struct GroupStatus {
+    pub file: String,
+    pub name: String,
+    pub interval_seconds: f64,
+    pub limit: u64,
+    pub rules: Vec<Rule>,
+    pub state: Option<GroupState>,
+}
+
+/// Shared view of every group's status.
+pub type StatusHandle = Arc<RwLock<Vec<GroupStatus>>>;
+
+struct Runner {
+    g: LoadedGroup,
+    log: CreateOnlyLog,
+    interval_ms: i64,
+    known: Option<GroupState>,
+    ticks: u64,
+}
+
+#[derive(Clone)]
+struct Stats {
+    owned: Counter,
+    adopted: Counter,
+    rule_failures: Counter,
+    sent: Counter,
+    send_failures: Counter,
+    resent: Counter,
+}
+
+/// Errors that stop an evaluator from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Core(#[from] promlake_core::Error),
+}
+
+/// An evaluator replica.
+pub struct Evaluator {
+    config: Arc<Config>,
+    opts: EvaluatorOptions,
+    query: Arc<QueryService>,
+    store: Arc<dyn ObjectStore>,
+    clock: SharedClock,
+    http: reqwest::Client,
+    route: Option<Route>,
+    alertmanagers: Vec<String>,
+    runners: Vec<Runner>,
+    stats: Stats,
+    status: StatusHandle,
+    faults: Option<Arc<dyn Faults>>,
+}
+
+impl Evaluator {
+    /// An evaluator of `groups`; its state logs and rule output live in `store` (this region's
+    /// storage); rules query through `query`.
+    pub fn new(
+        config: Arc<Config>,
+        groups: Vec<LoadedGroup>,
+        opts: EvaluatorOptions,
+        query: Arc<QueryService>,
+        store: Arc<dyn ObjectStore>,
+        clock: SharedClock,
+        registry: &Registry,
+    ) -> Result<Self, AlertError> {
+        keys::check_name("replica", &opts.replica).map_err(AlertError::Invalid)?;
+        keys::check_name("region", &opts.region).map_err(AlertError::Invalid)?;
+        let mut alertmanagers = Vec::new();
+        for am in &config.alerting.alertmanagers {
+            for sc in &am.static_configs {
+                for t in &sc.targets {
+                    let prefix = am.path_prefix.trim_end_matches('/');
+                    alertmanagers.push(format!("{}://{t}{prefix}/api/v2/alerts", am.scheme));
+                }
+            }
+        }
+        let l = [("replica", opts.replica.as_str())];
+        let stats = Stats {
+            owned: registry.counter(
+                "promlake_rule_group_ticks_total",
+                "Rule group ticks by outcome.",
+                &[l[0], ("outcome", "owned")],
+            ),
+            adopted: registry.counter(
+                "promlake_rule_group_ticks_total",
+                "Rule group ticks by outcome.",
+                &[l[0], ("outcome", "adopted")],
+            ),
+            rule_failures: registry.counter(
+                "promlake_rule_evaluation_failures_total",
+                "Rule evaluations that failed.",
+                &l,
+            ),
+            sent: registry.counter(
+                "promlake_notifications_sent_total",
+                "Notifications delivered.",
+                &l,
+            ),
+            send_failures: registry.counter(
+                "promlake_notifications_failed_total",
+                "Notifications that could not be delivered within a tick.",
+                &l,
+            ),
+            resent: registry.counter(
+                "promlake_notifications_resent_total",
+                "Notifications of a previous owner that this replica delivered.",
+                &l,
+            ),
+        };
+        let runners: Vec<Runner> = groups
+            .into_iter()
+            .map(|g| Runner {
+                log: CreateOnlyLog::new(
+                    store.clone(),
+                    LogDir::alert_group(&opts.region, &g.key),
+                    ".json",
+                ),
+                interval_ms: g.interval.as_millis().max(1) as i64,
+                g,
+                known: None,
+                ticks: 0,
+            })
+            .collect();
+        let status = Arc::new(RwLock::new(
+            runners
+                .iter()
+                .map(|r| GroupStatus {
+                    file: r.g.file.display().to_string(),
+                    name: r.g.group.name.clone(),
+                    interval_seconds: r.interval_ms as f64 / 1000.0,
+                    limit: r.g.group.limit,
+                    rules: r.g.group.rules.clone(),
+                    state: None,
+                })
+                .collect(),
+        ));
+        Ok(Self {
+            route: config.alerting.route.as_ref().map(Route::new),
+            config,
+            opts,
+            query,
+            store,
+            clock,
+            http: reqwest::Client::builder()
+                .build()
+                .map_err(|e| AlertError::Invalid(e.to_string()))?,
+            alertmanagers,
+            runners,
+            stats,
+            status,
+            faults: None,
+        })
+    }
+
+    /// Injects faults (tests).
+    pub fn with_faults(mut self, f: Arc<dyn Faults>) -> Self {
+        self.faults = Some(f);
+        self
+    }
+
+    pub fn status(&self) -> StatusHandle {
+        self.status.clone()
+    }
+
+    pub fn replica(&self) -> &str {
+        &self.opts.replica
+    }
+
+    /// Decides every group whose current tick this replica has not seen yet.
+    pub async fn tick(&mut self) -> Vec<TickReport> {
+        let now = self.clock.now_ms();
+        let mut reports = Vec::new();
+        for i in 0..self.runners.len() {
+            let t = {
+                let r = &self.runners[i];
+                now - now.rem_euclid(r.interval_ms)
+            };
+            if self.runners[i]
+                .known
+                .as_ref()
+                .is_some_and(|k| k.tick_ms >= t)
+            {
+                continue;
+            }
+            let outcome = match self.run_group(i, t).await {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::error!(group = %self.runners[i].g.group.name, tick = t, error = %e, "rule group tick failed");
+                    Outcome::Failed(e.to_string())
+                }
+            };
+            if let Ok(mut s) = self.status.write() {
+                s[i].state = self.runners[i].known.clone();
+            }
+            reports.push(TickReport {
+                group: self.runners[i].g.group.name.clone(),
+                tick: t,
+                outcome,
+            });
+        }
+        reports
+    }
+
+    /// When the next tick of any group is due.
+    pub fn next_tick_ms(&self) -> TimestampMs {
+        let now = self.clock.now_ms();
+        self.runners
+            .iter()
+            .map(|r| now - now.rem_euclid(r.interval_ms) + r.interval_ms)
+            .min()
+            .unwrap_or(now + 60_000)
+    }
+
+    /// Runs ticks until `shutdown`.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Self {
+        tokio::pin!(shutdown);
+        loop {
+            self.tick().await;
+            let wait = (self.next_tick_ms() - self.clock.now_ms()).clamp(10, 60_000) as u64;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                _ = &mut shutdown => return self,
+            }
+        }
+    }
+
+    async fn run_group(
+        &mut self,
+        i: usize,
+        t: TimestampMs,
+    ) -> Result<Outcome, promlake_core::Error> {
+        let seq = t as u64;
+        // Decided already?
+        if let Some(bytes) = self.runners[i].log.read(seq).await? {
+            self.adopt(i, t, &bytes);
+            return Ok(Outcome::Adopted);
+        }
+        let prev = self.previous(i, t).await?;
+        let carried = self.unmarked(i, t, &prev).await?;
+        let (mut state, samples) = self.evaluate(i, t, &prev).await;
+        state.carried = carried;
+        let body = state.encode();
+        let owned = match self.runners[i]
+            .log
+            .append_if_absent(seq, body.clone())
+            .await?
+        {
+            Appended::Created => true,
+            Appended::Lost(b) if b == body => true,
+            Appended::Lost(b) => {
+                self.adopt(i, t, &b);
+                return Ok(Outcome::Adopted);
+            }
+        };
+        debug_assert!(owned);
+        self.stats.owned.inc();
+        self.runners[i].known = Some(state.clone());
+        self.runners[i].ticks += 1;
+        if !samples.is_empty() {
+            self.write_outputs(samples, t).await;
+        }
+        let group_key = self.runners[i].g.key.clone();
+        if let Some(f) = &self.faults
+            && f.crash_before_send(&group_key, t)
+        {
+            return Ok(Outcome::Crashed);
+        }
+        // Earlier notifications nobody marked sent.
+        let mut resent = 0;
+        for c in &state.carried {
+            tracing::warn!(group = %group_key, tick = c.tick_ms, intent = %c.intent.description, "sending a notification decided at an earlier tick and not marked sent");
+            if self.deliver(&group_key, c.tick_ms, &c.intent).await {
+                resent += 1;
+                self.stats.resent.inc();
+            }
+        }
+        let mut sent = 0;
+        let mut failed = 0;
+        let sends = state
+            .intents
+            .iter()
+            .map(|intent| self.deliver(&group_key, t, intent));
+        for ok in futures::future::join_all(sends).await {
+            if ok {
+                sent += 1;
+            } else {
+                failed += 1;
+            }
+        }
+        if self.runners[i].ticks.is_multiple_of(60) {
+            self.cleanup(i, t).await;
+        }
+        Ok(Outcome::Owned {
+            intents: state.intents.len(),
+            sent,
+            failed,
+            resent,
+        })
+    }
+
+    fn adopt(&mut self, i: usize, t: TimestampMs, bytes: &[u8]) {
+        self.stats.adopted.inc();
+        match GroupState::decode(bytes) {
+            Ok(s) => self.runners[i].known = Some(s),
+            Err(e) => {
+                tracing::error!(group = %self.runners[i].g.group.name, tick = t, error = %e, "skipping a corrupt or foreign state entry");
+                // Keep the previous state, but do not decide this tick again.
+                let mut k = self.runners[i].known.clone().unwrap_or_default();
+                k.tick_ms = t;
+                self.runners[i].known = Some(k);
+            }
+        }
+    }
+
+    /// The notifications of `prev` (its own and those it carried) that have no sent-marker; those
+    /// older than the log retention are given up, with an error.
+    async fn unmarked(
+        &self,
+        i: usize,
+        t: TimestampMs,
+        prev: &Option<GroupState>,
+    ) -> Result<Vec<crate::state::CarriedIntent>, promlake_core::Error> {
+        let Some(p) = prev else {
+            return Ok(Vec::new());
+        };
+        let key = &self.runners[i].g.key;
+        let horizon = t - self.opts.log_retention.as_millis() as i64;
+        let candidates = p
+            .carried
+            .iter()
+            .cloned()
+            .chain(p.intents.iter().map(|intent| crate::state::CarriedIntent {
+                tick_ms: p.tick_ms,
+                intent: intent.clone(),
+            }));
+        let mut out = Vec::new();
+        for c in candidates {
+            let marker =
+                keys::alert_sent_marker(&self.opts.region, key, c.tick_ms as u64, c.intent.id);
+            match self.store.head(&marker).await {
+                Ok(_) => {}
+                Err(object_store::Error::NotFound { .. }) if c.tick_ms < horizon => {
+                    tracing::error!(group = %key, tick = c.tick_ms, intent = %c.intent.description, "giving up a notification that could not be delivered within the log retention");
+                }
+                Err(object_store::Error::NotFound { .. }) => out.push(c),
+                Err(e) => return Err(promlake_core::Error::store(&marker, e)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The state the tick continues from: the previous tick's, or the latest before it.
+    async fn previous(
+        &self,
+        i: usize,
+        t: TimestampMs,
+    ) -> Result<Option<GroupState>, promlake_core::Error> {
+        let r = &self.runners[i];
+        if let Some(k) = &r.known
+            && k.tick_ms == t - r.interval_ms
+        {
+            return Ok(Some(k.clone()));
+        }
+        let candidates: Vec<u64> = match r.log.read((t - r.interval_ms) as u64).await? {
+            Some(b) => match GroupState::decode(&b) {
+                Ok(s) => return Ok(Some(s)),
+                Err(_) => Vec::new(),
+            },
+            None => r
+                .log
+                .sequences()
+                .await?
+                .into_iter()
+                .filter(|s| (*s as i64) < t)
+                .collect(),
+        };
+        for seq in candidates.into_iter().rev() {
+            if let Some(b) = r.log.read(seq).await? {
+                match GroupState::decode(&b) {
+                    Ok(s) => return Ok(Some(s)),
+                    Err(e) => {
+                        tracing::error!(key = %r.log.key(seq), error = %e, "skipping a corrupt or foreign state entry")
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    async fn evaluate(
+        &self,
+        i: usize,
+        t: TimestampMs,
+        prev: &Option<GroupState>,
+    ) -> (GroupState, Vec<Sample>) {
+        let r = &self.runners[i];
+        let g = &r.g.group;
+        let external = &self.config.global.external_labels;
+        let external_url = self.external_url();
+        let prev_rules: HashMap<&str, &RuleHealth> = prev
+            .iter()
+            .flat_map(|p| p.rules.iter().map(|h| (h.name.as_str(), h)))
+            .collect();
+        let mut samples = Vec::new();
+        let mut health = Vec::new();
+        for rule in &g.rules {
+            let started = Instant::now();
+            let prev_alerts: Vec<Alert> = prev_rules
+                .get(rule.name())
+                .map(|h| h.alerts.clone())
+                .unwrap_or_default();
+            let result = match self.query.sql_at(&rule.expr, t).await {
+                Ok((_, batches)) => rows_to_series(&batches),
+                Err(e) => Err(e.to_string()),
+            };
+            let cx = EvalContext {
+                ts: t,
+                group_labels: &g.labels,
+                external_labels: external,
+                external_url: &external_url,
+                limit: g.limit,
+            };
+            let (alerts, err) = match (result, rule.is_alert()) {
+                (Err(e), true) => (prev_alerts, Some(e)),
+                (Err(e), false) => (Vec::new(), Some(e)),
+                (Ok(rows), true) => match state::eval_alerting(rule, &prev_alerts, rows, &cx) {
+                    Ok(a) => {
+                        for (l, v) in state::alert_series(&a) {
+                            samples.push(Sample::new(Arc::new(l), t, v));
+                        }
+                        (a, None)
+                    }
+                    Err(e) if e.starts_with("exceeded limit") => (Vec::new(), Some(e)),
+                    Err(e) => (prev_alerts, Some(e)),
+                },
+                (Ok(rows), false) => match recording_samples(rule, rows, &cx) {
+                    Ok(s) => {
+                        samples.extend(s);
+                        (Vec::new(), None)
+                    }
+                    Err(e) => (Vec::new(), Some(e)),
+                },
+            };
+            if let Some(e) = &err {
+                self.stats.rule_failures.inc();
+                tracing::warn!(group = %g.name, rule = %rule.name(), error = %e, "rule evaluation failed");
+            }
+            health.push(RuleHealth {
+                name: rule.name().to_owned(),
+                health: if err.is_some() {
+                    "err".into()
+                } else {
+                    "ok".into()
+                },
+                last_error: err,
+                evaluation_seconds: started.elapsed().as_secs_f64(),
+                alerts,
+            });
+        }
+        // Notifications.
+        let mut next_id = 0u32;
+        let mut intents = Vec::new();
+        let mut dispatch_state = Vec::new();
+        {
+            let mut outgoing = Vec::new();
+            for (rule, h) in g.rules.iter().zip(&health) {
+                for a in &h.alerts {
+                    if let Some(labels) = self.outgoing_labels(a) {
+                        outgoing.push(Outgoing {
+                            alert: a,
+                            labels,
+                            generator_url: dispatch::generator_url(&external_url, &rule.expr),
+                        });
+                    }
+                }
+            }
+            if let Some(route) = &self.route {
+                let prev_dispatch = prev.as_ref().map(|p| p.dispatch.as_slice()).unwrap_or(&[]);
+                let (d, w) = dispatch::dispatch(
+                    route,
+                    &self.config.alerting.receivers,
+                    prev_dispatch,
+                    &outgoing,
+                    t,
+                    &external_url,
+                    &mut next_id,
+                );
+                dispatch_state = d;
+                intents.extend(w);
+            }
+            if !self.alertmanagers.is_empty() {
+                let resend = self.opts.resend_delay.as_millis() as i64;
+                let due: Vec<Outgoing<'_>> = outgoing
+                    .into_iter()
+                    .filter(|o| o.alert.needs_sending(t, resend))
+                    .collect();
+                if !due.is_empty() {
+                    let valid = 4 * resend.max(r.interval_ms);
+                    let body = dispatch::alertmanager_body(&due, t, valid);
+                    for url in &self.alertmanagers {
+                        intents.push(Intent {
+                            id: next_id,
+                            kind: IntentKind::Alertmanager,
+                            url: url.clone(),
+                            body: body.clone(),
+                            description: format!("{} alert(s) to {url}", due.len()),
+                        });
+                        next_id += 1;
+                    }
+                }
+            }
+        }
+        // Alerts sent to Alertmanagers this tick remember it.
+        if !self.alertmanagers.is_empty() {
+            let resend = self.opts.resend_delay.as_millis() as i64;
+            for h in &mut health {
+                for a in &mut h.alerts {
+                    if self.outgoing_labels(a).is_some() && a.needs_sending(t, resend) {
+                        a.last_sent_at = Some(t);
+                    }
+                }
+            }
+        }
+        (
+            GroupState {
+                version: 1,
+                tick_ms: t,
+                replica: self.opts.replica.clone(),
+                rules: health,
+                dispatch: dispatch_state,
+                intents,
+                carried: Vec::new(),
+            },
+            samples,
+        )
+    }
+
+    /// An alert's labels as it leaves: external labels added, `alert_relabel_configs` applied;
+    /// `None` when relabeling drops it.
+    fn outgoing_labels(&self, a: &Alert) -> Option<BTreeMap<String, String>> {
+        let l = dispatch::outgoing_labels(a, &self.config.global.external_labels);
+        let rules = &self.config.alerting.alert_relabel_configs;
+        if rules.is_empty() {
+            return Some(l);
+        }
+        let mut b = Labels::from_pairs(l).builder();
+        if !promlake_scrape::relabel::process(rules, &mut b) {
+            return None;
+        }
+        Some(
+            b.labels()
+                .iter()
+                .map(|l| (l.name.to_owned(), l.value.to_owned()))
+                .collect(),
+        )
+    }
+
+    fn external_url(&self) -> String {
+        self.config
+            .alerting
+            .external_url
+            .clone()
+            .unwrap_or_else(|| "http://localhost:9090".to_owned())
+    }
+
+    async fn deliver(&self, group_key: &str, tick: TimestampMs, intent: &Intent) -> bool {
+        match notify::send(&self.http, intent, self.opts.send_deadline).await {
+            Ok(_) => {
+                self.stats.sent.inc();
+                let marker =
+                    keys::alert_sent_marker(&self.opts.region, group_key, tick as u64, intent.id);
+                let opts = PutOptions {
+                    mode: PutMode::Create,
+                    ..Default::default()
+                };
+                match self
+                    .store
+                    .put_opts(&marker, PutPayload::from_static(b"sent"), opts)
+                    .await
+                {
+                    Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+                    Err(e) => {
+                        tracing::warn!(key = %marker, error = %e, "could not mark a notification sent; the next owner may send it again")
+                    }
+                }
+                true
+            }
+            Err(e) => {
+                self.stats.send_failures.inc();
+                tracing::warn!(intent = %intent.description, error = %e, "notification not delivered; the next tick's owner retries it");
+                false
+            }
+        }
+    }
+
+    async fn write_outputs(&self, mut samples: Vec<Sample>, t: TimestampMs) {
+        match block::encode(&mut samples, &self.opts.region, Shard::ALL, RULES_REPLICA) {
+            Ok((meta, bytes)) => {
+                let key = BlockKey {
+                    region: self.opts.region.clone(),
+                    min_ts: meta.min_ts,
+                    max_ts: meta.max_ts,
+                    shard: Shard::ALL,
+                    replica: RULES_REPLICA.into(),
+                    id: new_ulid(t),
+                };
+                let opts = PutOptions {
+                    mode: PutMode::Create,
+                    ..Default::default()
+                };
+                if let Err(e) = self
+                    .store
+                    .put_opts(&key.path(), PutPayload::from(bytes), opts)
+                    .await
+                {
+                    tracing::error!(key = %key.path(), error = %e, "writing rule output failed");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "encoding rule output failed"),
+        }
+    }
+
+    async fn cleanup(&self, i: usize, t: TimestampMs) {
+        let r = &self.runners[i];
+        let before = (t - self.opts.log_retention.as_millis() as i64).max(0) as u64;
+        if let Err(e) = r.log.delete_before(before).await {
+            tracing::warn!(error = %e, "deleting old rule group state");
+        }
+        let dir = keys::alert_sent_dir(&self.opts.region, &r.g.key);
+        let old: Vec<object_store::path::Path> =
+            match futures::TryStreamExt::try_collect::<Vec<_>>(self.store.list(Some(&dir))).await {
+                Ok(metas) => metas
+                    .into_iter()
+                    .filter(|m| {
+                        m.location
+                            .parts()
+                            .nth(5)
+                            .and_then(|p| p.as_ref().parse::<u64>().ok())
+                            .is_some_and(|tick| tick < before)
+                    })
+                    .map(|m| m.location)
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+        for p in old {
+            let _ = self.store.delete(&p).await;
+        }
+    }
+}
+
+/// The rows of a rule's SQL as (labels, value), per the contract in [`crate::rules`].
+pub fn rows_to_series(batches: &[RecordBatch]) -> Result<Vec<SeriesRow>, String> {
+    let mut out = Vec::new();
+    for b in batches {
+        let schema = b.schema();
+        let Some(vi) = schema.fields().iter().position(|f| f.name() == "value") else {
+            return Err("the query returns no `value` column (a rule's SQL must return a numeric column named value)".into());
+        };
+        let value = arrow::compute::cast(b.column(vi), &DataType::Float64)
+            .map_err(|e| format!("the `value` column is not numeric: {e}"))?;
+        let value = value.as_primitive::<Float64Type>();
+        let mut text_cols = Vec::new();
+        for (ci, f) in schema.fields().iter().enumerate() {
+            if ci == vi {
+                continue;
+            }
+            match f.data_type() {
+                DataType::Map(_, _) => text_cols.push((f.name().clone(), None)),
+                _ => {
+                    let c = arrow::compute::cast(b.column(ci), &DataType::Utf8)
+                        .map_err(|e| format!("column {}: {e}", f.name()))?;
+                    text_cols.push((f.name().clone(), Some((c, ci))));
+                }
+            }
+        }
+        for row in 0..b.num_rows() {
+            if value.is_null(row) {
+                continue;
+            }
+            let mut labels = BTreeMap::new();
+            for (name, col) in &text_cols {
+                match col {
+                    Some((c, _)) => {
+                        let s = c.as_string::<i32>();
+                        if !s.is_null(row) && !s.value(row).is_empty() {
+                            let key = if name == "metric" {
+                                "__name__".to_owned()
+                            } else {
+                                name.clone()
+                            };
+                            labels.insert(key, s.value(row).to_owned());
+                        }
+                    }
+                    None => {
+                        let ci = schema.index_of(name).map_err(|e| e.to_string())?;
+                        let m = b.column(ci).as_map();
+                        if m.is_null(row) {
+                            continue;
+                        }
+                        let e = m.value(row);
+                        let k = e.column(0).as_string::<i32>();
+                        let v = e.column(1).as_string::<i32>();
+                        for j in 0..k.len() {
+                            if !v.is_null(j) && !v.value(j).is_empty() {
+                                labels
+                                    .entry(k.value(j).to_owned())
+                                    .or_insert_with(|| v.value(j).to_owned());
+                            }
+                        }
+                    }
+                }
+            }
+            out.push((labels, value.value(row)));
+        }
+    }
+    Ok(out)
+}
+
+fn recording_samples(
+    rule: &Rule,
+    rows: Vec<SeriesRow>,
+    cx: &EvalContext<'_>,
+) -> Result<Vec<Sample>, String> {
+    let name = rule.record.as_deref().unwrap_or_default();
+    let mut seen = HashMap::new();
+    let mut out = Vec::with_capacity(rows.len());
+    for (mut labels, v) in rows {
+        for (k, val) in cx.group_labels.iter().chain(rule.labels.iter()) {
+            labels.insert(k.clone(), val.clone());
+        }
+        labels.insert("__name__".into(), name.to_owned());
+        let l = Labels::from_pairs(labels);
+        if seen.insert(l.hash(), ()).is_some() {
+            return Err(
+                "vector contains metrics with the same labelset after applying rule labels".into(),
+            );
+        }
+        out.push(Sample::new(Arc::new(l), cx.ts, v));
+    }
+    if cx.limit > 0 && out.len() as u64 > cx.limit {
+        return Err(format!(
+            "exceeded limit of {} with {} series",
+            cx.limit,
+            out.len()
+        ));
+    }
+    Ok(out)
+}
+
+/// `AlertStatus` as Prometheus' API writes it.
+pub fn state_name(s: AlertStatus) -> &'static str {
+    match s {
+        AlertStatus::Pending => "pending",
+        AlertStatus::Firing => "firing",
+        AlertStatus::Inactive => "inactive",
+    }
+}

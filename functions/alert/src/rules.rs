@@ -1,0 +1,465 @@
+//! Rule files in Prometheus' format: `groups` of alerting (`alert`) and recording (`record`)
+//! rules, checked the way `promtool check rules` checks them.
+//!
+//! Until promlake speaks PromQL, a rule's `expr` is SQL over the table `samples`. The contract:
+//!
+//! - the query returns one row per series, with a numeric column named `value`;
+//! - every other column is a label: its name is the label name, its value (as text) the label
+//!   value; NULL or empty means the label is absent;
+//! - a column of type map (e.g. `labels`) contributes all its entries as labels, and a `metric`
+//!   column is the series name (dropped for alerts, replaced by `record` for recording rules);
+//! - `now()` is the evaluation time of the tick, so every replica evaluates the same instant.
+//!
+//! ```yaml
+//! groups:
+//!   - name: node
+//!     interval: 30s
+//!     rules:
+//!       - alert: TargetDown
+//!         expr: >
+//!           SELECT labels, value FROM samples
+//!           WHERE metric = 'up' AND value = 0 AND timestamp > now() - INTERVAL '1 minute'
+//!         for: 1m
+//!         labels: {severity: page}
+//!         annotations: {summary: "{{ $labels.job }} on {{ $labels.instance }} is down"}
+//! ```
+//!
+//! An `expr` that is not SQL is refused with a message saying so; PromQL will be recognised the
+//! same way when it lands.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use promlake_core::config::Config;
+use promlake_core::config::locate::{self, Seg};
+use promlake_core::duration::PromDuration;
+use promlake_core::labels::is_legacy_metric_name;
+use serde::Deserialize;
+
+use crate::template::Template;
+
+/// A rule file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    #[serde(default)]
+    pub groups: Vec<RuleGroup>,
+}
+
+/// A group of rules evaluated together, every `interval`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleGroup {
+    pub name: String,
+    /// Default: `global.evaluation_interval`.
+    #[serde(default)]
+    pub interval: Option<PromDuration>,
+    /// At most this many alerts per alerting rule, series per recording rule (0: no limit).
+    #[serde(default)]
+    pub limit: u64,
+    /// Labels added to every rule's output.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Accepted for compatibility (Prometheus' evaluation offset); promlake evaluates at the tick.
+    #[serde(default)]
+    pub query_offset: Option<PromDuration>,
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+}
+
+/// One rule.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    #[serde(default)]
+    pub record: Option<String>,
+    #[serde(default)]
+    pub alert: Option<String>,
+    #[serde(default)]
+    pub expr: String,
+    #[serde(default, rename = "for")]
+    pub for_: Option<PromDuration>,
+    #[serde(default)]
+    pub keep_firing_for: Option<PromDuration>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Rule {
+    /// The alert or record name.
+    pub fn name(&self) -> &str {
+        self.alert
+            .as_deref()
+            .or(self.record.as_deref())
+            .unwrap_or("")
+    }
+
+    pub fn is_alert(&self) -> bool {
+        self.alert.is_some()
+    }
+}
+
+/// A group loaded from a file, with its effective interval and a key naming its state log.
+#[derive(Clone, Debug)]
+pub struct LoadedGroup {
+    pub file: PathBuf,
+    pub group: RuleGroup,
+    pub interval: PromDuration,
+    /// Safe in object keys, unique per (file, group).
+    pub key: String,
+}
+
+/// A rule file that Prometheus or promlake would refuse, located.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct RuleError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// Whether `expr` is one SQL query; the error explains what it is instead.
+pub fn parse_sql(expr: &str) -> Result<(), String> {
+    use datafusion::sql::parser::{DFParser, Statement};
+    let stmts = DFParser::parse_sql(expr).map_err(|e| {
+        format!(
+            "expr is not SQL (promlake evaluates SQL rule expressions; PromQL comes later): {e}"
+        )
+    })?;
+    if stmts.len() != 1 {
+        return Err(format!(
+            "expr must be one SQL query, found {} statements",
+            stmts.len()
+        ));
+    }
+    match &stmts[0] {
+        Statement::Statement(s)
+            if matches!(
+                s.as_ref(),
+                datafusion::sql::sqlparser::ast::Statement::Query(_)
+            ) =>
+        {
+            Ok(())
+        }
+        _ => Err("expr must be a SQL query (SELECT ...)".into()),
+    }
+}
+
+fn valid_label_name(n: &str) -> bool {
+    promlake_core::labels::is_legacy_label_name(n)
+}
+
+/// Checks one parsed file as promtool does; returns the problems, each with its key path.
+fn check_file(f: &RuleFile) -> Vec<(Vec<Seg>, String)> {
+    let mut errs = Vec::new();
+    let mut names = BTreeSet::new();
+    for (gi, g) in f.groups.iter().enumerate() {
+        let gp = |rest: &[Seg]| {
+            let mut p: Vec<Seg> = vec!["groups".into(), gi.into()];
+            p.extend(rest.iter().cloned());
+            p
+        };
+        if g.name.is_empty() {
+            errs.push((gp(&["name".into()]), "groupname must not be empty".into()));
+        }
+        if !names.insert(g.name.clone()) {
+            errs.push((
+                gp(&["name".into()]),
+                format!("groupname: {:?} is repeated in the same file", g.name),
+            ));
+        }
+        if g.interval.is_some_and(|i| i.is_zero()) {
+            errs.push((gp(&["interval".into()]), "interval must be above 0".into()));
+        }
+        for k in g.labels.keys() {
+            if !valid_label_name(k) {
+                errs.push((
+                    gp(&["labels".into(), k.as_str().into()]),
+                    format!("invalid label name: {k}"),
+                ));
+            }
+        }
+        for (ri, r) in g.rules.iter().enumerate() {
+            let rp = |key: &str| gp(&["rules".into(), ri.into(), key.into()]);
+            let what = format!("group {:?}, rule {} ({:?})", g.name, ri + 1, r.name());
+            match (&r.record, &r.alert) {
+                (None, None) => errs.push((
+                    gp(&["rules".into(), ri.into()]),
+                    format!("{what}: one of 'record' or 'alert' must be set"),
+                )),
+                (Some(_), Some(_)) => errs.push((
+                    rp("alert"),
+                    format!("{what}: only one of 'record' and 'alert' must be set"),
+                )),
+                _ => {}
+            }
+            if r.expr.trim().is_empty() {
+                errs.push((
+                    gp(&["rules".into(), ri.into()]),
+                    format!("{what}: field 'expr' must be set in rule"),
+                ));
+            } else if let Err(e) = parse_sql(&r.expr) {
+                errs.push((rp("expr"), format!("{what}: {e}")));
+            }
+            if let Some(rec) = &r.record {
+                if !is_legacy_metric_name(rec) {
+                    errs.push((
+                        rp("record"),
+                        format!("{what}: invalid recording rule name: {rec}"),
+                    ));
+                }
+                if !r.annotations.is_empty() {
+                    errs.push((
+                        rp("annotations"),
+                        format!("{what}: invalid field 'annotations' in recording rule"),
+                    ));
+                }
+                if r.for_.is_some() {
+                    errs.push((
+                        rp("for"),
+                        format!("{what}: invalid field 'for' in recording rule"),
+                    ));
+                }
+                if r.keep_firing_for.is_some() {
+                    errs.push((
+                        rp("keep_firing_for"),
+                        format!("{what}: invalid field 'keep_firing_for' in recording rule"),
+                    ));
+                }
+            }
+            if let Some(a) = &r.alert
+                && a.is_empty()
+            {
+                errs.push((rp("alert"), format!("{what}: alert name must not be empty")));
+            }
+            for (k, v) in &r.labels {
+                if !valid_label_name(k) || k == "__name__" {
+                    errs.push((
+                        gp(&[
+                            "rules".into(),
+                            ri.into(),
+                            "labels".into(),
+                            k.as_str().into(),
+                        ]),
+                        format!("{what}: invalid label name: {k}"),
+                    ));
+                }
+                if let Err(e) = Template::parse(v) {
+                    errs.push((
+                        gp(&[
+                            "rules".into(),
+                            ri.into(),
+                            "labels".into(),
+                            k.as_str().into(),
+                        ]),
+                        format!("{what}: label {k}: {e}"),
+                    ));
+                }
+            }
+            for (k, v) in &r.annotations {
+                if !valid_label_name(k) {
+                    errs.push((
+                        gp(&[
+                            "rules".into(),
+                            ri.into(),
+                            "annotations".into(),
+                            k.as_str().into(),
+                        ]),
+                        format!("{what}: invalid annotation name: {k}"),
+                    ));
+                }
+                if let Err(e) = Template::parse(v) {
+                    errs.push((
+                        gp(&[
+                            "rules".into(),
+                            ri.into(),
+                            "annotations".into(),
+                            k.as_str().into(),
+                        ]),
+                        format!("{what}: annotation {k}: {e}"),
+                    ));
+                }
+            }
+        }
+    }
+    errs
+}
+
+/// Reads and checks one rule file; every problem is returned, located.
+pub fn load_file(path: &Path) -> Result<RuleFile, Vec<RuleError>> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![RuleError {
+            file: file.clone(),
+            line: None,
+            message: format!("cannot read rule file: {e}"),
+        }]
+    })?;
+    parse_text(&text, &file)
+}
+
+/// Parses and checks rule-file text.
+pub fn parse_text(text: &str, file: &str) -> Result<RuleFile, Vec<RuleError>> {
+    let parsed: RuleFile = if text.trim().is_empty() {
+        RuleFile { groups: Vec::new() }
+    } else {
+        serde_yaml::from_str(text).map_err(|e| {
+            let msg = e.to_string();
+            let msg = match msg.rfind(" at line ") {
+                Some(i) => msg[..i].to_owned(),
+                None => msg,
+            };
+            vec![RuleError {
+                file: file.to_owned(),
+                line: e.location().map(|l| l.line()),
+                message: msg,
+            }]
+        })?
+    };
+    let errs = check_file(&parsed);
+    if errs.is_empty() {
+        return Ok(parsed);
+    }
+    Err(errs
+        .into_iter()
+        .map(|(path, message)| RuleError {
+            file: file.to_owned(),
+            line: locate::line_of(text, &path),
+            message,
+        })
+        .collect())
+}
+
+/// A name safe in object keys, unique per file and group.
+pub fn group_key(file: &Path, name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(48)
+        .collect();
+    let id = xxhash(&format!("{};{}", file.display(), name));
+    format!("{clean}-{id:016x}")
+}
+
+fn xxhash(s: &str) -> u64 {
+    promlake_core::labels::hash_pairs([(s, "")].into_iter())
+}
+
+/// Every group of the config's `rule_files` (globs relative to the config file).
+pub fn load_groups(config: &Config) -> Result<Vec<LoadedGroup>, Vec<RuleError>> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for pattern in &config.rule_files {
+        let full = config.resolve_path(pattern);
+        let matches: Vec<PathBuf> = match glob::glob(&full.display().to_string()) {
+            Ok(p) => p.filter_map(Result::ok).collect(),
+            Err(e) => {
+                errors.push(RuleError {
+                    file: pattern.clone(),
+                    line: None,
+                    message: format!("invalid rule file pattern: {e}"),
+                });
+                continue;
+            }
+        };
+        if matches.is_empty() && !pattern.contains('*') {
+            errors.push(RuleError {
+                file: full.display().to_string(),
+                line: None,
+                message: "rule file not found".into(),
+            });
+        }
+        for path in matches {
+            match load_file(&path) {
+                Ok(f) => {
+                    for g in f.groups {
+                        let interval = g.interval.unwrap_or(config.global.evaluation_interval);
+                        let key = group_key(&path, &g.name);
+                        out.push(LoadedGroup {
+                            file: path.clone(),
+                            group: g,
+                            interval,
+                            key,
+                        });
+                    }
+                }
+                Err(e) => errors.extend(e),
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "groups:\n  - name: g\n    interval: 30s\n    rules:\n      - record: job:up:sum\n        expr: SELECT labels['job'] AS job, sum(value) AS value FROM samples WHERE metric = 'up' GROUP BY 1\n      - alert: TargetDown\n        expr: >\n          SELECT labels, value FROM samples WHERE metric = 'up' AND value = 0\n        for: 1m\n        labels: {severity: page}\n        annotations: {summary: '{{ $labels.job }} down'}\n";
+
+    #[test]
+    fn a_good_file_loads() {
+        let f = parse_text(GOOD, "r.yml").unwrap();
+        assert_eq!(f.groups[0].rules.len(), 2);
+        assert_eq!(f.groups[0].rules[1].for_.unwrap().to_string(), "1m");
+    }
+
+    #[test]
+    fn promtool_checks_with_lines() {
+        let bad = "groups:\n  - name: g\n    rules:\n      - record: job:up:sum\n        expr: up == 0\n      - alert: A\n        record: b\n        expr: SELECT 1 AS value\n      - record: 'bad name'\n        expr: SELECT 1 AS value\n        annotations: {a: b}\n      - alert: C\n        expr: SELECT 1 AS value\n        annotations: {s: '{{ $labels.job'}\n  - name: g\n";
+        let errs = parse_text(bad, "r.yml").unwrap_err();
+        let msgs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        let find = |s: &str| {
+            msgs.iter()
+                .find(|m| m.contains(s))
+                .unwrap_or_else(|| panic!("{s} in {msgs:#?}"))
+                .clone()
+        };
+        assert!(find("expr is not SQL").starts_with("r.yml:5:"));
+        assert!(
+            find("only one of 'record' and 'alert'").starts_with("r.yml:6:")
+                || find("only one of").contains("r.yml:")
+        );
+        assert!(find("invalid recording rule name").starts_with("r.yml:9:"));
+        assert!(find("invalid field 'annotations'").starts_with("r.yml:11:"));
+        assert!(find("annotation s: unclosed action").starts_with("r.yml:14:"));
+        assert!(find("is repeated in the same file").starts_with("r.yml:15:"));
+    }
+
+    #[test]
+    fn live_rules_are_promql_and_say_so() {
+        let path = promlake_core::testdata::prometheus_file("live/rules.yml");
+        let errs = load_file(&path).unwrap_err();
+        assert!(
+            errs.iter()
+                .all(|e| e.message.contains("PromQL comes later")),
+            "{errs:?}"
+        );
+        assert_eq!(errs.len(), 3);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let e = parse_text("groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: SELECT 1 AS value\n        four: 1m\n", "r.yml").unwrap_err();
+        assert_eq!(e[0].line, Some(6), "{e:?}");
+    }
+
+    #[test]
+    fn group_keys_are_key_safe_and_distinct() {
+        let a = group_key(Path::new("a.yml"), "my group/1");
+        let b = group_key(Path::new("b.yml"), "my group/1");
+        assert_ne!(a, b);
+        assert!(a.starts_with("my_group_1-"));
+    }
+}

@@ -1,0 +1,499 @@
+//! The HA claim, tested: any number of evaluator replicas deduplicate notifications through the
+//! create-only state log. Rules compute their results from `now()` (the tick), so alerts start,
+//! fire and resolve in a fixed pattern without sample data. A single replica's notifications are
+//! the reference; three replicas racing in random order with random delays must deliver exactly
+//! those, and when owners crash between writing intents and sending, at least those.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::post;
+use object_store::ObjectStore;
+use object_store::memory::InMemory;
+use promlake_alert::evaluator::{Evaluator, EvaluatorOptions, Faults, Outcome};
+use promlake_alert::rules;
+use promlake_core::catalog::{self, ListStats};
+use promlake_core::clock::{ManualClock, SharedClock};
+use promlake_core::config::Config;
+use promlake_core::faults::{FaultPlan, InstrumentedStore};
+use promlake_core::telemetry::Registry;
+use promlake_query::{QueryService, RegionStore};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+const T0: i64 = 1_795_478_400_000;
+const STEP: i64 = 15_000;
+
+/// One notification as the sink saw it: group, status, and each alert's fingerprint and status.
+type Seen = (String, String, Vec<(String, String)>);
+
+#[derive(Clone, Default)]
+struct Sink {
+    got: Arc<Mutex<Vec<Seen>>>,
+}
+
+async fn start_sink() -> (Sink, String) {
+    let sink = Sink::default();
+    let s = sink.clone();
+    let app = Router::new().route(
+        "/hook",
+        post(move |body: String| {
+            let s = s.clone();
+            async move {
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                let mut alerts: Vec<(String, String)> = v["alerts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| {
+                        (
+                            a["fingerprint"].as_str().unwrap().to_owned(),
+                            a["status"].as_str().unwrap().to_owned(),
+                        )
+                    })
+                    .collect();
+                alerts.sort();
+                s.got.lock().unwrap().push((
+                    v["groupKey"].as_str().unwrap().to_owned(),
+                    v["status"].as_str().unwrap().to_owned(),
+                    alerts,
+                ));
+                "ok"
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (sink, format!("http://{addr}/hook"))
+}
+
+const RULES: &str = r#"groups:
+  - name: flapping
+    interval: 15s
+    rules:
+      - alert: Quick
+        expr: >
+          SELECT 'i' || CAST(n AS VARCHAR) AS instance, 1.0 AS value
+          FROM generate_series(0, 7) AS t(n)
+          WHERE (CAST(date_part('epoch', now()) AS BIGINT) / 15 + n * 3) % (n % 4 + 3) < 2
+      - alert: Slow
+        expr: >
+          SELECT 'j' || CAST(n AS VARCHAR) AS instance, CAST(n AS DOUBLE) AS value
+          FROM generate_series(0, 5) AS t(n)
+          WHERE (CAST(date_part('epoch', now()) AS BIGINT) / 15 + n) % 9 < 5
+        for: 30s
+        labels: {severity: '{{ if gt $value 2.0 }}page{{ else }}info{{ end }}'}
+        annotations: {summary: '{{ $labels.instance }} is {{ $value }}'}
+      - record: ticks:total
+        expr: SELECT 'x' AS job, CAST(date_part('epoch', now()) AS DOUBLE) AS value
+"#;
+
+fn config(dir: &std::path::Path, sink: &str) -> Arc<Config> {
+    std::fs::write(dir.join("rules.yml"), RULES).unwrap();
+    let text = format!(
+        "global: {{evaluation_interval: 15s, external_labels: {{cluster: test}}}}\nrule_files: [rules.yml]\nalerting:\n  route: {{receiver: sink, group_by: [alertname, instance], group_wait: 0s, group_interval: 15s, repeat_interval: 1h}}\n  receivers:\n    - name: sink\n      webhook_configs: [{{url: '{sink}'}}]\n"
+    );
+    std::fs::write(dir.join("promlake.yml"), text).unwrap();
+    Arc::new(Config::load(dir.join("promlake.yml")).unwrap())
+}
+
+/// Crashes the owner of a tick with some probability (between intents and sending).
+struct RandomCrash {
+    rng: Mutex<StdRng>,
+    p: f64,
+    crashed: Mutex<Vec<i64>>,
+}
+
+impl Faults for RandomCrash {
+    fn crash_before_send(&self, _group: &str, tick: i64) -> bool {
+        let c = self.rng.lock().unwrap().random_bool(self.p);
+        if c {
+            self.crashed.lock().unwrap().push(tick);
+        }
+        c
+    }
+}
+
+struct Run {
+    seen: Vec<Seen>,
+    recorded_rows: usize,
+    crashed: usize,
+}
+
+/// Runs `replicas` evaluators for `ticks` ticks on `store`.
+async fn run(
+    store: Arc<dyn ObjectStore>,
+    replicas: usize,
+    ticks: i64,
+    seed: u64,
+    crash: f64,
+) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let (sink, url) = start_sink().await;
+    let cfg = config(dir.path(), &url);
+    let groups = rules::load_groups(&cfg).unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let shared: SharedClock = clock.clone();
+    let query = Arc::new(
+        QueryService::new(
+            &cfg,
+            vec![RegionStore {
+                name: "r".into(),
+                store: store.clone(),
+            }],
+            shared.clone(),
+            &Registry::new(),
+        )
+        .unwrap(),
+    );
+    let faults = Arc::new(RandomCrash {
+        rng: Mutex::new(StdRng::seed_from_u64(seed ^ 0xfa17)),
+        p: crash,
+        crashed: Mutex::new(Vec::new()),
+    });
+    let mut evals: Vec<Option<Evaluator>> = (0..replicas)
+        .map(|i| {
+            let mut opts = EvaluatorOptions::new(&format!("r{i}"), "r");
+            opts.send_deadline = Duration::from_secs(2);
+            let e = Evaluator::new(
+                cfg.clone(),
+                groups.clone(),
+                opts,
+                query.clone(),
+                store.clone(),
+                shared.clone(),
+                &Registry::new(),
+            )
+            .unwrap();
+            Some(if crash > 0.0 {
+                e.with_faults(faults.clone())
+            } else {
+                e
+            })
+        })
+        .collect();
+    let mut rng = StdRng::seed_from_u64(seed);
+    for k in 0..ticks {
+        clock.set(T0 + k * STEP + rng.random_range(0..2000));
+        let mut order: Vec<usize> = (0..replicas).collect();
+        order.shuffle(&mut rng);
+        let mut tasks = Vec::new();
+        for i in order {
+            let Some(mut e) = evals[i].take() else {
+                continue;
+            };
+            let delay = Duration::from_millis(rng.random_range(0..15));
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let r = e.tick().await;
+                (i, e, r)
+            }));
+        }
+        let mut owners = 0;
+        for t in tasks {
+            let (i, e, reports) = t.await.unwrap();
+            let crashed = reports.iter().any(|r| r.outcome == Outcome::Crashed);
+            owners += reports
+                .iter()
+                .filter(|r| matches!(r.outcome, Outcome::Owned { .. } | Outcome::Crashed))
+                .count();
+            assert!(
+                reports
+                    .iter()
+                    .all(|r| !matches!(r.outcome, Outcome::Failed(_))),
+                "{reports:?}"
+            );
+            // A replica that crashed is replaced by a fresh one (same name), as a restarted
+            // process would be: it knows nothing but what the log says.
+            evals[i] = Some(if crashed {
+                let mut opts = EvaluatorOptions::new(e.replica(), "r");
+                opts.send_deadline = Duration::from_secs(2);
+                Evaluator::new(
+                    cfg.clone(),
+                    groups.clone(),
+                    opts,
+                    query.clone(),
+                    store.clone(),
+                    shared.clone(),
+                    &Registry::new(),
+                )
+                .unwrap()
+                .with_faults(faults.clone())
+            } else {
+                e
+            });
+        }
+        assert_eq!(owners, 1, "exactly one replica owns tick {k}");
+    }
+    // One more tick with faults off, so a crash at the last tick is recovered too.
+    if crash > 0.0 {
+        clock.set(T0 + ticks * STEP);
+        let mut opts = EvaluatorOptions::new("recovery", "r");
+        opts.send_deadline = Duration::from_secs(2);
+        let mut e = Evaluator::new(
+            cfg.clone(),
+            groups.clone(),
+            opts,
+            query.clone(),
+            store.clone(),
+            shared.clone(),
+            &Registry::new(),
+        )
+        .unwrap();
+        e.tick().await;
+    }
+    let mut rows = 0;
+    for b in catalog::list_blocks(store.as_ref(), "r", None, &mut ListStats::default())
+        .await
+        .unwrap()
+    {
+        let bytes = store
+            .get_opts(&b.meta.location, Default::default())
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let (_, r) = promlake_core::block::decode(b.meta.location.as_ref(), bytes).unwrap();
+        rows += r
+            .iter()
+            .filter(|r| r.labels.metric_name() == "ticks:total")
+            .count();
+    }
+    let seen = sink.got.lock().unwrap().clone();
+    Run {
+        seen,
+        recorded_rows: rows,
+        crashed: faults.crashed.lock().unwrap().len(),
+    }
+}
+
+fn counts(v: &[Seen]) -> BTreeMap<Seen, usize> {
+    let mut m = BTreeMap::new();
+    for s in v {
+        *m.entry(s.clone()).or_default() += 1;
+    }
+    m
+}
+
+async fn suite(make_store: impl Fn() -> Arc<dyn ObjectStore>, ticks: i64) {
+    let reference = run(make_store(), 1, ticks, 1, 0.0).await;
+    assert_eq!(reference.recorded_rows as i64, ticks);
+    let firing = reference.seen.iter().filter(|s| s.1 == "firing").count();
+    let resolved = reference.seen.iter().filter(|s| s.1 == "resolved").count();
+    assert!(
+        firing > 10 && resolved > 10,
+        "the pattern exercises transitions: {firing} firing, {resolved} resolved"
+    );
+    // No notification is sent twice by one replica either.
+    assert!(counts(&reference.seen).values().all(|n| *n >= 1));
+
+    for seed in [7, 8] {
+        let ha = run(make_store(), 3, ticks, seed, 0.0).await;
+        assert_eq!(
+            counts(&ha.seen),
+            counts(&reference.seen),
+            "seed {seed}: exactly the reference, each once"
+        );
+        assert_eq!(ha.seen.len(), reference.seen.len());
+        assert_eq!(
+            ha.recorded_rows as i64, ticks,
+            "each tick's recording written once"
+        );
+    }
+
+    let crashing = run(make_store(), 3, ticks, 9, 0.25).await;
+    assert!(crashing.crashed > 0, "some owners crashed");
+    let got = counts(&crashing.seen);
+    for (n, c) in counts(&reference.seen) {
+        assert!(
+            got.get(&n).copied().unwrap_or(0) >= c,
+            "at least once: {n:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_notify_exactly_once_in_memory() {
+    suite(
+        || {
+            let s = Arc::new(InstrumentedStore::new(Arc::new(InMemory::new())));
+            s.set_plan(FaultPlan {
+                delay: Some(Duration::from_millis(1)),
+                ..Default::default()
+            });
+            s
+        },
+        60,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_notify_exactly_once_on_s3() {
+    let opts = promlake_core::testdata::s3_test_options();
+    suite(
+        || {
+            promlake_core::store::open(&promlake_core::testdata::s3_test_url("ha"), &opts)
+                .unwrap()
+                .store
+        },
+        40,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn for_survives_the_loss_of_the_replica_that_started_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sink, url) = start_sink().await;
+    std::fs::write(dir.path().join("rules.yml"), "groups:\n  - name: g\n    interval: 15s\n    rules:\n      - alert: Held\n        expr: SELECT 'a' AS instance, 1.0 AS value\n        for: 1m\n").unwrap();
+    std::fs::write(
+        dir.path().join("promlake.yml"),
+        format!("rule_files: [rules.yml]\nalerting:\n  route: {{receiver: s, group_wait: 0s}}\n  receivers: [{{name: s, webhook_configs: [{{url: '{url}'}}]}}]\n"),
+    )
+    .unwrap();
+    let cfg = Arc::new(Config::load(dir.path().join("promlake.yml")).unwrap());
+    let groups = rules::load_groups(&cfg).unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let clock = Arc::new(ManualClock::new(T0));
+    let shared: SharedClock = clock.clone();
+    let q = Arc::new(
+        QueryService::new(
+            &cfg,
+            vec![RegionStore {
+                name: "r".into(),
+                store: store.clone(),
+            }],
+            shared.clone(),
+            &Registry::new(),
+        )
+        .unwrap(),
+    );
+    let mk = |name: &str| {
+        Evaluator::new(
+            cfg.clone(),
+            groups.clone(),
+            EvaluatorOptions::new(name, "r"),
+            q.clone(),
+            store.clone(),
+            shared.clone(),
+            &Registry::new(),
+        )
+        .unwrap()
+    };
+    // Replica a sees the alert start at T0 and runs three ticks, then disappears.
+    let mut a = mk("a");
+    for k in 0..3 {
+        clock.set(T0 + k * STEP);
+        a.tick().await;
+    }
+    drop(a);
+    // Replica b starts from nothing at T0+45s: ActiveAt comes from the log, so the alert fires
+    // at T0+60s, not 60 s after b started.
+    let mut b = mk("b");
+    clock.set(T0 + 3 * STEP);
+    b.tick().await;
+    assert!(sink.got.lock().unwrap().is_empty(), "still pending at +45s");
+    clock.set(T0 + 4 * STEP);
+    b.tick().await;
+    let status = b.status();
+    let s = status.read().unwrap();
+    let alert = &s[0].state.as_ref().unwrap().rules[0].alerts[0];
+    assert_eq!(alert.active_at, T0);
+    assert_eq!(alert.fired_at, Some(T0 + 60_000));
+    assert_eq!(sink.got.lock().unwrap().len(), 1, "notified once it fired");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_rules_unreachable_receivers_and_foreign_objects_do_not_stop_evaluation() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        "groups:\n  - name: g\n    interval: 15s\n    rules:\n      - alert: NoValue\n        expr: SELECT 1 AS x\n      - alert: Fails\n        expr: SELECT nope FROM samples\n      - alert: Dup\n        expr: SELECT 'a' AS i, 1.0 AS value UNION ALL SELECT 'a' AS i, 2.0 AS value\n      - alert: Good\n        expr: SELECT 'a' AS instance, 1.0 AS value\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("promlake.yml"),
+        "rule_files: [rules.yml]\nalerting:\n  route: {receiver: s, group_wait: 0s}\n  receivers: [{name: s, webhook_configs: [{url: 'http://127.0.0.1:9/unreachable'}]}]\n",
+    )
+    .unwrap();
+    let cfg = Arc::new(Config::load(dir.path().join("promlake.yml")).unwrap());
+    let groups = rules::load_groups(&cfg).unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let clock = Arc::new(ManualClock::new(T0));
+    let shared: SharedClock = clock.clone();
+    let q = Arc::new(
+        QueryService::new(
+            &cfg,
+            vec![RegionStore {
+                name: "r".into(),
+                store: store.clone(),
+            }],
+            shared.clone(),
+            &Registry::new(),
+        )
+        .unwrap(),
+    );
+    let mut opts = EvaluatorOptions::new("a", "r");
+    opts.send_deadline = Duration::from_millis(500);
+    let mut e = Evaluator::new(
+        cfg.clone(),
+        groups.clone(),
+        opts,
+        q.clone(),
+        store.clone(),
+        shared.clone(),
+        &Registry::new(),
+    )
+    .unwrap();
+    // A foreign object where the next tick's entry would be.
+    let key = promlake_core::keys::LogDir::alert_group("r", &groups[0].key)
+        .entry((T0 + STEP) as u64, ".json");
+    object_store::ObjectStoreExt::put(
+        store.as_ref(),
+        &key,
+        object_store::PutPayload::from_static(b"not json"),
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let r = e.tick().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "an unreachable receiver does not block the tick"
+    );
+    assert!(
+        matches!(r[0].outcome, Outcome::Owned { failed: 1, .. }),
+        "{r:?}"
+    );
+    let s = e.status();
+    {
+        let st = s.read().unwrap();
+        let rules = &st[0].state.as_ref().unwrap().rules;
+        let h: BTreeMap<&str, (&str, Option<&String>)> = rules
+            .iter()
+            .map(|r| (r.name.as_str(), (r.health.as_str(), r.last_error.as_ref())))
+            .collect();
+        assert_eq!(h["NoValue"].0, "err");
+        assert!(h["NoValue"].1.unwrap().contains("no `value` column"));
+        assert_eq!(h["Fails"].0, "err");
+        assert!(h["Dup"].1.unwrap().contains("same labelset"));
+        assert_eq!(h["Good"].0, "ok");
+        assert_eq!(rules[3].alerts.len(), 1);
+    }
+    clock.set(T0 + STEP);
+    let r = e.tick().await;
+    assert_eq!(
+        r[0].outcome,
+        Outcome::Adopted,
+        "the foreign entry is skipped, not fatal"
+    );
+    clock.set(T0 + 2 * STEP);
+    let r = e.tick().await;
+    assert!(matches!(r[0].outcome, Outcome::Owned { .. }), "{r:?}");
+}
