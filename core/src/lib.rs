@@ -20,6 +20,8 @@ pub mod config;
 pub mod duration;
 pub mod error;
 pub mod faults;
+#[cfg(feature = "lambda")]
+pub mod function;
 pub mod keys;
 pub mod labels;
 pub mod log;

@@ -19,3 +19,4 @@ pub mod table;
 pub use error::QueryError;
 pub use http::{AppState, router};
 pub use service::{QueryService, RegionStore};
+pub mod lambda;

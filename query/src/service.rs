@@ -48,6 +48,31 @@ pub struct RegionStore {
     pub store: Arc<dyn ObjectStore>,
 }
 
+impl RegionStore {
+    /// Opens the storage of every region `config` queries (its own and `query.regions`).
+    pub fn open_all(
+        config: &Config,
+        options: &promlake_core::store::StoreOptions,
+    ) -> promlake_core::Result<Vec<RegionStore>> {
+        config
+            .query_regions()
+            .iter()
+            .map(|r| {
+                let url = config.storage_url(&r.storage);
+                promlake_core::store::open(&url, options)
+                    .map(|s| RegionStore {
+                        name: r.name.clone(),
+                        store: s.store,
+                    })
+                    .map_err(|e| promlake_core::Error::StorageUrl {
+                        url,
+                        message: format!("region {}: {e}", r.name),
+                    })
+            })
+            .collect()
+    }
+}
+
 impl QueryService {
     /// A service over `regions` with the settings of `config.query`.
     pub fn new(

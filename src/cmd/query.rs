@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use promlake_core::clock::SystemClock;
 use promlake_core::config::Config;
+use promlake_core::store::StoreOptions;
 use promlake_core::telemetry::Registry;
 use promlake_query::format::{self, Format};
 use promlake_query::{AppState, QueryService, RegionStore};
@@ -44,15 +45,7 @@ pub struct SqlArgs {
 
 /// The query service over every region of a config.
 pub fn service(cfg: &Config, registry: &Registry) -> Result<QueryService> {
-    let mut stores = Vec::new();
-    for r in cfg.query_regions() {
-        let s =
-            common::open_storage(cfg, &r.storage).with_context(|| format!("region {}", r.name))?;
-        stores.push(RegionStore {
-            name: r.name.clone(),
-            store: s.store,
-        });
-    }
+    let stores = RegionStore::open_all(cfg, &StoreOptions::default())?;
     QueryService::new(cfg, stores, Arc::new(SystemClock), registry)
         .map_err(|e| anyhow::anyhow!("{e}"))
 }

@@ -102,6 +102,10 @@ pub struct Config {
     /// Directory of the config file; relative paths in the config are resolved against it.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
+    /// When the config was read from object storage (`s3://bucket/prefix/promlake.yml`), the URL
+    /// of its folder (`s3://bucket/prefix/`): rule files are read from there.
+    #[serde(skip)]
+    pub base_url: Option<String>,
     /// Things that are accepted but worth telling the user.
     #[serde(skip)]
     pub warnings: Vec<String>,
@@ -605,6 +609,58 @@ impl Config {
         Ok(cfg)
     }
 
+    /// The config of a process configured by its environment (a Lambda function, a container):
+    ///
+    /// - `PROMLAKE_CONFIG`: the YAML itself, or
+    /// - `PROMLAKE_CONFIG_URL`: where to read it: `s3://bucket/key`, `file:///path` or a path;
+    /// - `PROMLAKE_STORAGE` (optional): the storage URL, overriding `storage.url`;
+    /// - `PROMLAKE_REGION` (optional): the region, overriding `region`.
+    ///
+    /// `env` is the environment to read (a closure, so tests need not touch the process's).
+    pub async fn from_env(
+        env: impl Fn(&str) -> Option<String>,
+        store_options: &crate::store::StoreOptions,
+    ) -> Result<Config, ConfigError> {
+        let err = |file: &str, message: String| ConfigError {
+            file: file.to_owned(),
+            line: None,
+            key: None,
+            message,
+        };
+        let mut cfg = match (env("PROMLAKE_CONFIG"), env("PROMLAKE_CONFIG_URL")) {
+            (Some(text), _) => Self::parse_named(&text, "$PROMLAKE_CONFIG")?,
+            (None, Some(url)) => {
+                let text = read_url(&url, store_options)
+                    .await
+                    .map_err(|m| err(&url, m))?;
+                let mut c = Self::parse_named(&text, &url)?;
+                if url.starts_with("s3://") {
+                    c.base_url = url.rfind('/').map(|i| url[..=i].to_owned());
+                }
+                if !url.contains("://") || url.starts_with("file://") {
+                    let path = Path::new(url.trim_start_matches("file://"));
+                    c.base_dir = path.parent().map(Path::to_path_buf);
+                }
+                c
+            }
+            (None, None) => {
+                return Err(err(
+                    "environment",
+                    "set PROMLAKE_CONFIG (the YAML) or PROMLAKE_CONFIG_URL (s3://bucket/key or a path)".into(),
+                ));
+            }
+        };
+        if let Some(s) = env("PROMLAKE_STORAGE") {
+            check_storage_url(&s).map_err(|m| err("$PROMLAKE_STORAGE", m))?;
+            cfg.storage.url = s;
+        }
+        if let Some(r) = env("PROMLAKE_REGION") {
+            check_region_name(&r).map_err(|m| err("$PROMLAKE_REGION", m))?;
+            cfg.region = Some(r);
+        }
+        Ok(cfg)
+    }
+
     /// Parses config text (no file behind it; relative paths resolve against the working
     /// directory).
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
@@ -977,6 +1033,29 @@ impl Config {
     pub fn storage_url(&self, storage: &StorageConfig) -> String {
         storage.url.clone()
     }
+}
+
+/// The text of a config object: `s3://bucket/key` through object_store, anything else from disk.
+pub async fn read_url(url: &str, opts: &crate::store::StoreOptions) -> Result<String, String> {
+    if let Some(rest) = url.strip_prefix("s3://") {
+        let (bucket, key) = rest.split_once('/').ok_or_else(|| {
+            "an s3:// config URL needs a key: s3://bucket/path/promlake.yml".to_owned()
+        })?;
+        let storage =
+            crate::store::open(&format!("s3://{bucket}"), opts).map_err(|e| e.to_string())?;
+        let path = object_store::path::Path::from(key);
+        let got = object_store::ObjectStoreExt::get(storage.store.as_ref(), &path)
+            .await
+            .map_err(|e| format!("cannot read the config object: {e}"))?;
+        let bytes = got
+            .bytes()
+            .await
+            .map_err(|e| format!("cannot read the config object: {e}"))?;
+        return String::from_utf8(bytes.to_vec())
+            .map_err(|_| "the config object is not UTF-8".into());
+    }
+    let path = url.trim_start_matches("file://");
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read config: {e}"))
 }
 
 fn validate_relabel(rules: &[RelabelConfig], at: Vec<Seg>) -> Result<(), (Vec<Seg>, String)> {

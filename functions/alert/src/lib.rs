@@ -9,6 +9,7 @@
 pub mod api;
 pub mod dispatch;
 pub mod evaluator;
+pub mod lambda;
 pub mod notify;
 pub mod rules;
 pub mod state;

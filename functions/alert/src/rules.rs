@@ -353,6 +353,49 @@ fn xxhash(s: &str) -> u64 {
     promlake_core::labels::hash_pairs([(s, "")].into_iter())
 }
 
+/// Every group of the config's `rule_files`: from beside the config object when the config was
+/// read from object storage (names, not globs), from disk otherwise.
+pub async fn load_groups_for(
+    config: &Config,
+    store_options: &promlake_core::store::StoreOptions,
+) -> Result<Vec<LoadedGroup>, Vec<RuleError>> {
+    let Some(base) = &config.base_url else {
+        return load_groups(config);
+    };
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for name in &config.rule_files {
+        let url = format!("{base}{name}");
+        match promlake_core::config::read_url(&url, store_options).await {
+            Ok(text) => match parse_text(&text, &url) {
+                Ok(f) => {
+                    for g in f.groups {
+                        let interval = g.interval.unwrap_or(config.global.evaluation_interval);
+                        let key = group_key(Path::new(&url), &g.name);
+                        out.push(LoadedGroup {
+                            file: PathBuf::from(&url),
+                            group: g,
+                            interval,
+                            key,
+                        });
+                    }
+                }
+                Err(e) => errors.extend(e),
+            },
+            Err(message) => errors.push(RuleError {
+                file: url,
+                line: None,
+                message,
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
 /// Every group of the config's `rule_files` (globs relative to the config file).
 pub fn load_groups(config: &Config) -> Result<Vec<LoadedGroup>, Vec<RuleError>> {
     let mut out = Vec::new();

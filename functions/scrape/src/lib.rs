@@ -10,6 +10,7 @@
 pub mod discovery;
 pub mod exposition;
 pub mod fetch;
+pub mod lambda;
 pub mod relabel;
 pub mod samples;
 pub mod state;
