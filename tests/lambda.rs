@@ -152,30 +152,39 @@ async fn the_whole_system_through_lambda_handlers_on_localstack() {
     let env = |k: &str| env_map.get(k).cloned();
     let clock: SharedClock = Arc::new(SystemClock);
 
-    // Scrape: 2 shards x 2 replicas, one scheduled invocation each.
+    // Scrape: 2 shards x 2 replicas, one scheduled invocation each; a shard's two replicas run
+    // at the same time, as their schedules fire together.
     let scrape = ScrapeFunction::from_env(env, &opts, clock.clone())
         .await
         .unwrap();
     let mut per_shard = BTreeMap::new();
-    for (shard, replica, event) in [
-        ("0/2", "a", json!({"shard": "0/2", "replica": "a"})),
-        ("0/2", "b", json!({"shard": "0/2", "replica": "b"})),
+    for (shard, a, b) in [
+        (
+            "0/2",
+            json!({"shard": "0/2", "replica": "a"}),
+            json!({"shard": "0/2", "replica": "b"}),
+        ),
         (
             "1/2",
-            "a",
             json!({"version": "0", "id": "e1", "detail-type": "Scheduled Event", "source": "aws.events", "time": "2026-11-24T03:00:00Z", "resources": ["arn:aws:events:us-east-1:123456789012:rule/promlake-scrape-1-a"], "detail": {"shard": "1/2", "replica": "a"}}),
+            json!({"shard": "1/2", "replica": "b"}),
         ),
-        ("1/2", "b", json!({"shard": "1/2", "replica": "b"})),
     ] {
-        let s = scrape
-            .handle(LambdaEvent::new(event, Context::default()))
-            .await
-            .unwrap();
-        assert_eq!((s.shard.as_str(), s.replica.as_str()), (shard, replica));
-        assert_eq!(s.rounds, 2, "the rounds of the invocation's period");
-        assert_eq!(s.down, 0, "{s:?}");
-        assert!(s.blocks_written >= 1 && s.state_written, "{s:?}");
-        per_shard.insert(shard, s.targets);
+        let (sa, sb) = tokio::join!(
+            scrape.handle(LambdaEvent::new(a, Context::default())),
+            scrape.handle(LambdaEvent::new(b, Context::default()))
+        );
+        for (s, replica) in [(sa.unwrap(), "a"), (sb.unwrap(), "b")] {
+            assert_eq!((s.shard.as_str(), s.replica.as_str()), (shard, replica));
+            assert_eq!(
+                s.scrapes,
+                2 * s.targets as u64,
+                "each target scraped at its interval for the invocation's period: {s:?}"
+            );
+            assert_eq!(s.down, 0, "{s:?}");
+            assert!(s.blocks_written >= 1 && s.state_written, "{s:?}");
+            per_shard.insert(shard, s.targets);
+        }
     }
     assert_eq!(
         per_shard.values().sum::<usize>(),
@@ -218,6 +227,19 @@ async fn the_whole_system_through_lambda_handlers_on_localstack() {
         d.error_message.contains("broken.yml:2"),
         "{}",
         d.error_message
+    );
+
+    let mut mismatched = env_map.clone();
+    mismatched.insert("PROMLAKE_SCRAPE_INTERVAL", "15s".into());
+    let e = ScrapeFunction::from_env(|k| mismatched.get(k).cloned(), &opts, clock.clone())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string().contains(
+            "every 15s (PROMLAKE_SCRAPE_INTERVAL) but global.scrape_interval is 1s in s3://"
+        ),
+        "{e}"
     );
 
     // Query: SQL and /federate through function-URL events.

@@ -1,8 +1,9 @@
 //! The scrape worker as an AWS Lambda function, invoked by a schedule once a minute per shard and
 //! replica.
 //!
-//! An invocation does the scrape rounds of its period (`PROMLAKE_INVOCATION_PERIOD`, default 1m:
-//! 4 rounds at 15 s), writes one block, and keeps the staleness state in S3 for the next one. It
+//! An invocation scrapes each target of its shard at the target's interval for the length of its
+//! period (`PROMLAKE_INVOCATION_PERIOD`, default 1m: 4 scrapes per target at 15 s, spread over the
+//! interval as Prometheus spreads them), writes one block, and keeps the staleness state in S3 for the next one. It
 //! is the same [`Worker`] the `promlake scrape --once` command runs.
 //!
 //! The event names the shard and replica, at the top level (a schedule's constant input) or under
@@ -37,7 +38,8 @@ use crate::worker::{Worker, WorkerOptions};
 pub struct ScrapeSummary {
     pub shard: String,
     pub replica: String,
-    pub rounds: u32,
+    /// Target scrapes done (targets x their scrapes in the period).
+    pub scrapes: u64,
     pub targets: usize,
     pub up: usize,
     pub down: usize,
@@ -60,7 +62,8 @@ pub struct ScrapeFunction {
 
 impl ScrapeFunction {
     /// `env` reads the environment (see [`Config::from_env`]; also `PROMLAKE_SHARD`,
-    /// `PROMLAKE_REPLICA`, `PROMLAKE_INVOCATION_PERIOD`).
+    /// `PROMLAKE_REPLICA`, `PROMLAKE_INVOCATION_PERIOD`, and `PROMLAKE_SCRAPE_INTERVAL`, which
+    /// must equal the config's `global.scrape_interval` when set).
     pub async fn from_env(
         env: impl Fn(&str) -> Option<String>,
         store_options: &promlake_core::store::StoreOptions,
@@ -77,6 +80,20 @@ impl ScrapeFunction {
             }
             None => Duration::from_secs(60),
         };
+        // The deployment's schedule is built for one scrape interval; a config that scrapes at
+        // another would silently scrape too often or leave gaps.
+        if let Some(i) = env("PROMLAKE_SCRAPE_INTERVAL") {
+            let want = i
+                .parse::<PromDuration>()
+                .map_err(|e| FunctionError::Config(format!("PROMLAKE_SCRAPE_INTERVAL: {e}")))?;
+            if want != config.global.scrape_interval {
+                return Err(FunctionError::Config(format!(
+                    "the deployment scrapes every {want} (PROMLAKE_SCRAPE_INTERVAL) but global.scrape_interval is {} in {}; change one to match",
+                    config.global.scrape_interval,
+                    env("PROMLAKE_CONFIG_URL").unwrap_or_else(|| "$PROMLAKE_CONFIG".into())
+                )));
+            }
+        }
         let url = config.storage_url(&config.storage);
         let store = promlake_core::store::open(&url, store_options)
             .map_err(|e| FunctionError::Config(e.to_string()))?
@@ -124,48 +141,40 @@ impl ScrapeFunction {
             crate::worker::WorkerError::Core(c) => FunctionError::Storage(c.to_string()),
         })?;
         let deadline = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
-        let interval = self
-            .config
-            .scrape_configs
-            .iter()
-            .map(|j| j.interval().as_millis())
-            .min()
-            .unwrap_or(60_000)
-            .max(1) as i64;
-        let rounds = (self.period.as_millis() as i64 / interval).max(1) as u32;
         let start = self.clock.now_ms();
+        let end = start + self.period.as_millis() as i64;
+        // Keep time to flush before the deadline (a zero deadline means none was given).
+        let margin = 5_000;
+        let mut scrapes = 0u64;
+        let (mut samples, mut stale_markers) = (0, 0);
+        loop {
+            let (round, next) = worker.scrape_due().await;
+            scrapes += round.targets as u64;
+            samples += round.samples;
+            stale_markers += round.stale_markers;
+            if next >= end || (deadline > 0 && next + margin > deadline) {
+                break;
+            }
+            let wait = next - self.clock.now_ms();
+            if wait > 0 {
+                tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+            }
+        }
+        let health = worker.target_health();
+        let up = health.iter().filter(|(_, _, h)| h.up).count();
         let mut summary = ScrapeSummary {
             shard: shard.to_string(),
             replica: replica.clone(),
-            rounds: 0,
-            targets: 0,
-            up: 0,
-            down: 0,
-            samples: 0,
-            stale_markers: 0,
+            scrapes,
+            targets: health.len(),
+            up,
+            down: health.len() - up,
+            samples,
+            stale_markers,
             blocks_written: 0,
             rows_written: 0,
             state_written: false,
         };
-        // Keep time to flush before the deadline (a zero deadline means none was given).
-        let margin = 5_000;
-        for r in 0..rounds {
-            let due = start + i64::from(r) * interval;
-            let wait = due - self.clock.now_ms();
-            if wait > 0 {
-                tokio::time::sleep(Duration::from_millis(wait as u64)).await;
-            }
-            if deadline > 0 && self.clock.now_ms() + margin > deadline {
-                break;
-            }
-            let round = worker.scrape_all().await;
-            summary.rounds += 1;
-            summary.targets = round.targets;
-            summary.up = round.up;
-            summary.down = round.down;
-            summary.samples += round.samples;
-            summary.stale_markers += round.stale_markers;
-        }
         // Blocks that fail to write are retried (the store retries each request too) until the
         // deadline; an attempt still running a second before it is abandoned. The staleness state
         // is written after the blocks, so an abandoned attempt leaves the previous state in place.

@@ -390,8 +390,11 @@ impl Worker {
                     let url = t.url(&job);
                     let mut st = TargetState::new(key, job_idx, t, url);
                     let interval = job.interval().as_millis().max(1) as i64;
-                    // Spread targets over the interval, as Prometheus does.
-                    st.next_due_ms = now + (key % interval as u64) as i64;
+                    // Spread targets over the interval as Prometheus does: each target has a
+                    // fixed phase within the interval (from its labels' hash), so replicas of a
+                    // shard scrape a target at the same moments and deduplicate slot by slot.
+                    let phase = (key % interval as u64) as i64;
+                    st.next_due_ms = now + (phase - now).rem_euclid(interval);
                     st
                 });
             }
