@@ -112,20 +112,16 @@ async fn sql_post(
     let format = pick_format(&p, &headers)?;
     let sql = std::str::from_utf8(&body)
         .map_err(|_| QueryError::BadQuery("the query is not UTF-8".into()))?;
-    // A form body (`query=...`) works too, as for Prometheus' API.
+    // A form body (`query=...`) works too, as for Prometheus' API. `curl --data-binary "SELECT"`
+    // labels a raw statement as a form as well: without a `query` field, the body is the SQL.
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
-    if is_form {
-        let form: Vec<(String, String)> = url::form_urlencoded::parse(sql.as_bytes())
-            .into_owned()
-            .collect();
-        let q = form
-            .iter()
-            .find(|(k, _)| k == "query")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
+    if is_form
+        && let Some((_, q)) =
+            url::form_urlencoded::parse(sql.as_bytes()).find(|(k, _)| k == "query")
+    {
         return run_sql(&state, &q, format).await;
     }
     run_sql(&state, sql, format).await

@@ -574,6 +574,28 @@ async fn sql_over_http_in_every_format() {
     let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
     assert_eq!(rows, 2);
 
+    // `curl --data-binary "SQL"` labels the raw statement as a form; a real form has `query=`.
+    let form = "application/x-www-form-urlencoded";
+    let encoded: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("query", sql)
+        .finish();
+    for body in [sql.to_owned(), encoded] {
+        let resp = app
+            .clone()
+            .oneshot(
+                axum::http::Request::post("/api/v1/sql")
+                    .header("content-type", form)
+                    .body(Body::from(body.clone()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{body}");
+        let v: serde_json::Value =
+            serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        assert_eq!(v[0]["n"], 1440, "{body}");
+    }
+
     let resp = app
         .clone()
         .oneshot(
