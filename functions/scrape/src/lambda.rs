@@ -140,9 +140,24 @@ impl ScrapeFunction {
             crate::worker::WorkerError::Invalid(m) => FunctionError::InvalidEvent(m),
             crate::worker::WorkerError::Core(c) => FunctionError::Storage(c.to_string()),
         })?;
-        let deadline = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
         let start = self.clock.now_ms();
         let end = start + self.period.as_millis() as i64;
+        // Lambda always gives a deadline in the future; some local emulators send none (0) or a
+        // meaningless one, which would otherwise abandon the block at once.
+        let deadline = match i64::try_from(event.context.deadline).unwrap_or(i64::MAX) {
+            d if d > start => d,
+            d => {
+                if d != 0 {
+                    tracing::warn!(
+                        deadline_ms = d,
+                        now_ms = start,
+                        "the invocation's deadline has already passed; running without one"
+                    );
+                }
+                0
+            }
+        };
+        tracing::info!(%shard, %replica, period_ms = end - start, deadline_ms = deadline, "scrape invocation");
         // Keep time to flush before the deadline (a zero deadline means none was given).
         let margin = 5_000;
         let mut scrapes = 0u64;
