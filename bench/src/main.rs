@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 mod alert;
 mod fleet;
 mod ingest;
+mod lambda;
 mod parse;
 mod procstat;
 mod query;
@@ -29,6 +30,8 @@ enum Command {
     Query(query::Args),
     /// HA alerting: requests per group per tick, evaluation cost, notification delay.
     Alert(alert::Args),
+    /// The scrape function's Lambda package: init and invocation durations, CPU, memory.
+    Lambda(lambda::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,5 +41,6 @@ fn main() -> anyhow::Result<()> {
         Command::Ingest(a) => ingest::run(a),
         Command::Query(a) => query::run(a),
         Command::Alert(a) => alert::run(a),
+        Command::Lambda(a) => lambda::run(a),
     }
 }
