@@ -38,6 +38,9 @@ enum Command {
     /// Validate configuration and show what it does.
     #[command(subcommand)]
     Check(cmd::check::Check),
+    /// Backfill: write samples from a file as blocks.
+    #[command(subcommand)]
+    Import(cmd::import::Import),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
                         Command::Sql(a) => cmd::query::sql(a).await,
                         Command::Alert(a) => cmd::alert::run(a).await,
                         Command::Blocks(b) => cmd::blocks::run(b).await,
+                        Command::Import(i) => cmd::import::run(i).await,
                         Command::Check(_) => unreachable!("handled above"),
                     }
                 })

@@ -7,6 +7,7 @@ mod alert;
 mod fleet;
 mod ingest;
 mod lambda;
+mod openmetrics;
 mod parse;
 mod procstat;
 mod query;
@@ -32,6 +33,8 @@ enum Command {
     Alert(alert::Args),
     /// The scrape function's Lambda package: init and invocation durations, CPU, memory.
     Lambda(lambda::Args),
+    /// Write the fleet's series for some hours as an OpenMetrics file (for backfill).
+    Openmetrics(openmetrics::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,5 +45,6 @@ fn main() -> anyhow::Result<()> {
         Command::Query(a) => query::run(a),
         Command::Alert(a) => alert::run(a),
         Command::Lambda(a) => lambda::run(a),
+        Command::Openmetrics(a) => openmetrics::run(a),
     }
 }

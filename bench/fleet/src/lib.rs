@@ -575,6 +575,85 @@ async fn serve(
     }
 }
 
+/// The OpenMetrics family a sample belongs to: its name without the type's suffix.
+fn om_family<'a>(kind: &str, name: &'a str) -> &'a str {
+    let suffixes: &[&str] = match kind {
+        "counter" => &["_total"],
+        "histogram" => &["_bucket", "_sum", "_count"],
+        _ => &[],
+    };
+    suffixes
+        .iter()
+        .find_map(|s| name.strip_suffix(s))
+        .unwrap_or(name)
+}
+
+/// Writes the fleet's series as an OpenMetrics text file for backfill (what `promtool tsdb
+/// create-blocks-from openmetrics` and `promlake import openmetrics` read): `targets` targets,
+/// labelled `job="fleet"` and `instance="target-<i>"`, each series sampled `scrapes` times every
+/// `interval_ms` from `start_ms` — the same values the live fleet serves at those scrapes.
+///
+/// OpenMetrics wants each family's lines together; they are spooled to one file per family in
+/// `spool` (a directory) and then copied to `out` behind their `# TYPE`, so memory stays flat.
+/// Each series' samples are in time order. Returns the number of samples written.
+pub fn write_openmetrics(
+    model: &PageModel,
+    targets: u64,
+    start_ms: i64,
+    interval_ms: i64,
+    scrapes: u64,
+    spool: &std::path::Path,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<u64> {
+    use std::io::{BufWriter, Write as _};
+    let mut order: Vec<(String, &'static str)> = Vec::new();
+    let mut files: std::collections::HashMap<String, BufWriter<std::fs::File>> =
+        std::collections::HashMap::new();
+    let mut line = String::with_capacity(256);
+    let mut samples = 0u64;
+    for target in 0..targets {
+        let instance = format!("target-{target}");
+        for k in 0..scrapes {
+            let ts = start_ms + k as i64 * interval_ms;
+            for f in series(model, target, k) {
+                for s in f.samples {
+                    let fam = om_family(f.kind, &s.name);
+                    if !files.contains_key(fam) {
+                        let file =
+                            std::fs::File::create(spool.join(format!("{}.om", order.len())))?;
+                        files.insert(fam.to_owned(), BufWriter::with_capacity(1 << 16, file));
+                        order.push((fam.to_owned(), f.kind));
+                    }
+                    line.clear();
+                    line.push_str(&s.name);
+                    line.push('{');
+                    for (k, v) in &s.labels {
+                        let _ = write!(line, "{k}=\"{v}\",");
+                    }
+                    let _ = write!(line, "instance=\"{instance}\",job=\"fleet\"}} ");
+                    fmt_value(s.value, &mut line);
+                    let _ = writeln!(line, " {}.{:03}", ts.div_euclid(1000), ts.rem_euclid(1000));
+                    files
+                        .get_mut(fam)
+                        .expect("spool file")
+                        .write_all(line.as_bytes())?;
+                    samples += 1;
+                }
+            }
+        }
+    }
+    for (i, (fam, kind)) in order.iter().enumerate() {
+        files.get_mut(fam).expect("spool file").flush()?;
+        writeln!(out, "# TYPE {fam} {kind}")?;
+        let path = spool.join(format!("{i}.om"));
+        std::io::copy(&mut std::fs::File::open(&path)?, out)?;
+        std::fs::remove_file(&path)?;
+    }
+    writeln!(out, "# EOF")?;
+    out.flush()?;
+    Ok(samples)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,217 @@
+//! `promlake import openmetrics FILE`: backfill. The samples of an OpenMetrics text file (what
+//! `promtool tsdb create-blocks-from openmetrics` reads: every sample with a timestamp, ending
+//! with `# EOF`) become blocks, one per hour.
+//!
+//! The whole file is parsed before anything is written, so a bad line (reported with its line
+//! number) leaves storage untouched. Each hour is then one block written with a create-only PUT:
+//! an hour is either stored whole or not at all. Block keys are derived from the file's content
+//! and the hour, so importing the same file again writes only the hours that are missing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Subcommand};
+use object_store::{PutMode, PutOptions, PutPayload};
+use promlake_core::block::{self, Sample};
+use promlake_core::keys::{self, BlockKey};
+use promlake_core::labels::Labels;
+use promlake_core::shard::Shard;
+use promlake_scrape::exposition::{Entry, Format, Parser};
+use ulid::Ulid;
+
+use super::common;
+
+#[derive(Subcommand)]
+pub enum Import {
+    /// Write the samples of an OpenMetrics text file as blocks, one per hour (backfill).
+    Openmetrics(OpenMetricsArgs),
+}
+
+#[derive(Args)]
+pub struct OpenMetricsArgs {
+    /// The OpenMetrics text file (every sample with a timestamp, ending with `# EOF`).
+    file: PathBuf,
+    #[arg(long, short)]
+    config: PathBuf,
+    /// The replica name the blocks are written under.
+    #[arg(long, default_value = "import")]
+    replica: String,
+}
+
+pub async fn run(i: Import) -> Result<ExitCode> {
+    let Import::Openmetrics(a) = i;
+    let cfg = common::load_config(&a.config)?;
+    keys::check_name("replica", &a.replica).map_err(|e| anyhow!("--replica: {e}"))?;
+    if a.replica == keys::RULES_REPLICA {
+        bail!("--replica: {:?} is reserved for rule output", a.replica);
+    }
+    let file = a.file.display().to_string();
+    let bytes = std::fs::read(&a.file).with_context(|| format!("reading {file}"))?;
+    let progress = Progress::new(std::io::stderr().is_terminal());
+
+    let parsed = parse(&bytes, &file, &progress)?;
+    let storage = common::open_storage(&cfg, &cfg.storage)?;
+    let store = storage.store;
+    let region = cfg.region().to_owned();
+    let content = xxhash_rust::xxh3::xxh3_128(&bytes);
+
+    let hours = parsed.hours.len();
+    let (mut written, mut present, mut bytes_written) = (0usize, 0usize, 0u64);
+    let mut failed = Vec::new();
+    for (n, (hour, mut samples)) in parsed.hours.into_iter().enumerate() {
+        progress.show(&format!("writing hour {} of {hours}", n + 1));
+        let (meta, body) = block::encode(&mut samples, &region, Shard::ALL, &a.replica)
+            .with_context(|| format!("encoding the hour starting at {}", rfc3339(hour)))?;
+        let key = BlockKey {
+            region: region.clone(),
+            min_ts: meta.min_ts,
+            max_ts: meta.max_ts,
+            shard: Shard::ALL,
+            replica: a.replica.clone(),
+            // The same file gives the same keys: a second import finds its hours present.
+            id: Ulid::from_parts(hour as u64, content ^ hour as u128),
+        };
+        let path = key.path();
+        let len = body.len() as u64;
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match store.put_opts(&path, PutPayload::from(body), opts).await {
+            Ok(_) => {
+                written += 1;
+                bytes_written += len;
+            }
+            Err(object_store::Error::AlreadyExists { .. }) => present += 1,
+            Err(e) => failed.push(format!("{} ({path}): {e}", rfc3339(hour))),
+        }
+    }
+    progress.done();
+    println!(
+        "{file}: {} samples of {} series in {hours} hour(s), {} to {}",
+        parsed.samples,
+        parsed.series,
+        rfc3339(parsed.min_ts),
+        rfc3339(parsed.max_ts)
+    );
+    println!(
+        "{written} block(s) written ({bytes_written} bytes, {:.2} bytes/sample), {present} already present, {} failed; storage {}, region {region}, replica {}",
+        if parsed.samples > 0 {
+            bytes_written as f64 / parsed.samples as f64
+        } else {
+            0.0
+        },
+        failed.len(),
+        storage.url,
+        a.replica
+    );
+    if failed.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for f in &failed {
+        eprintln!("error: the hour {f} was not written; import the file again to retry it");
+    }
+    Ok(ExitCode::FAILURE)
+}
+
+struct Parsed {
+    hours: BTreeMap<i64, Vec<Sample>>,
+    samples: u64,
+    series: usize,
+    min_ts: i64,
+    max_ts: i64,
+}
+
+fn parse(bytes: &[u8], file: &str, progress: &Progress) -> Result<Parsed> {
+    let lines = memchr::memchr_iter(b'\n', bytes).count().max(1);
+    let mut parser = Parser::new(bytes, Format::OpenMetrics);
+    let mut series: HashMap<&str, Arc<Labels>> = HashMap::new();
+    let mut hours: BTreeMap<i64, Vec<Sample>> = BTreeMap::new();
+    let (mut samples, mut min_ts, mut max_ts) = (0u64, i64::MAX, i64::MIN);
+    let mut next_report = 0;
+    let bad = |line: usize, m: &str| anyhow!("{file}:{line}: {m}; nothing was imported");
+    loop {
+        let entry = parser.next().map_err(|e| bad(e.line, &e.message))?;
+        let Some(entry) = entry else { break };
+        if !matches!(entry, Entry::Series) {
+            continue;
+        }
+        let s = parser.series();
+        let Some(ts) = s.timestamp_ms else {
+            return Err(bad(
+                s.line,
+                &format!(
+                    "{} has no timestamp (backfill needs one on every sample)",
+                    s.text
+                ),
+            ));
+        };
+        let labels = match series.get(s.text) {
+            Some(l) => l.clone(),
+            None => {
+                let l = Arc::new(Labels::from_pairs(
+                    std::iter::once(("__name__", s.name))
+                        .chain(s.labels.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))),
+                ));
+                series.insert(s.text, l.clone());
+                l
+            }
+        };
+        hours
+            .entry(keys::hour_start(ts))
+            .or_default()
+            .push(Sample::new(labels, ts, s.value));
+        samples += 1;
+        min_ts = min_ts.min(ts);
+        max_ts = max_ts.max(ts);
+        if s.line >= next_report {
+            progress.show(&format!("parsing {file}: {}%", s.line * 100 / lines));
+            next_report = s.line + lines / 100 + 1;
+        }
+    }
+    if samples == 0 {
+        bail!("{file}: no samples; nothing was imported");
+    }
+    Ok(Parsed {
+        hours,
+        samples,
+        series: series.len(),
+        min_ts,
+        max_ts,
+    })
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// One line of progress on stderr, rewritten in place; nothing when stderr is not a terminal.
+struct Progress {
+    on: bool,
+}
+
+impl Progress {
+    fn new(on: bool) -> Self {
+        Self { on }
+    }
+
+    fn show(&self, what: &str) {
+        if self.on {
+            let mut e = std::io::stderr();
+            let _ = write!(e, "\r\x1b[2K{what}");
+            let _ = e.flush();
+        }
+    }
+
+    fn done(&self) {
+        if self.on {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
