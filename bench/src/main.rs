@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 mod alert;
+mod compare;
 mod fleet;
 mod ingest;
 mod lambda;
@@ -33,6 +34,8 @@ enum Command {
     Alert(alert::Args),
     /// The scrape function's Lambda package: init and invocation durations, CPU, memory.
     Lambda(lambda::Args),
+    /// promlake side by side with Prometheus and DuckDB: ingest CPU, bytes per sample, queries.
+    Compare(compare::Args),
     /// Write the fleet's series for some hours as an OpenMetrics file (for backfill).
     Openmetrics(openmetrics::Args),
 }
@@ -45,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         Command::Query(a) => query::run(a),
         Command::Alert(a) => alert::run(a),
         Command::Lambda(a) => lambda::run(a),
+        Command::Compare(a) => compare::run(a),
         Command::Openmetrics(a) => openmetrics::run(a),
     }
 }

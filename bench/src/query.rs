@@ -199,7 +199,7 @@ fn promlake_values(batches: &[arrow::array::RecordBatch]) -> Vec<f64> {
     out
 }
 
-fn duckdb_run(python: &str, sql: &str, runs: usize) -> Result<(Vec<f64>, Vec<f64>)> {
+pub(crate) fn duckdb_run(python: &str, sql: &str, runs: usize) -> Result<(Vec<f64>, Vec<f64>)> {
     let script = format!(
         "import duckdb, json, time\ncon = duckdb.connect()\ncon.execute('SET threads TO 2')\ncon.execute('SET enable_progress_bar = false')\nsql = {sql:?}\nts = []\nfor _ in range({runs}):\n    t = time.perf_counter()\n    rows = con.execute(sql).fetchall()\n    ts.append(time.perf_counter() - t)\nprint(json.dumps({{'times': ts, 'values': [float(r[-1]) for r in rows]}}))\n"
     );
@@ -229,7 +229,7 @@ fn duckdb_run(python: &str, sql: &str, runs: usize) -> Result<(Vec<f64>, Vec<f64
     Ok((times, values))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
