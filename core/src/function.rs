@@ -42,6 +42,21 @@ impl From<FunctionError> for Diagnostic {
     }
 }
 
+/// What every function starts from: the config the environment names (see
+/// [`crate::config::Config::from_env`]) and the store its `storage` (or `PROMLAKE_STORAGE`) opens.
+pub async fn config_from_env(
+    env: impl Fn(&str) -> Option<String>,
+    store_options: &crate::store::StoreOptions,
+) -> Result<(crate::config::Config, Arc<dyn object_store::ObjectStore>), FunctionError> {
+    let config = crate::config::Config::from_env(&env, store_options)
+        .await
+        .map_err(|e| FunctionError::Config(e.to_string()))?;
+    let store = crate::store::open(&config.storage_url(&config.storage), store_options)
+        .map_err(|e| FunctionError::Config(e.to_string()))?
+        .store;
+    Ok((config, store))
+}
+
 /// A field of an event, at the top level (a schedule's constant input) or under `detail` (an
 /// EventBridge event).
 pub fn event_field<'a>(event: &'a Value, name: &str) -> Option<&'a str> {

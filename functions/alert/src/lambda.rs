@@ -15,7 +15,7 @@ use object_store::ObjectStore;
 use promlake_core::clock::SharedClock;
 use promlake_core::config::Config;
 pub use promlake_core::function::FunctionError;
-use promlake_core::function::event_field;
+use promlake_core::function::{config_from_env, event_field};
 use promlake_core::telemetry::Registry;
 use promlake_query::{QueryService, RegionStore};
 use serde::Serialize;
@@ -59,9 +59,7 @@ impl AlertFunction {
         store_options: &promlake_core::store::StoreOptions,
         clock: SharedClock,
     ) -> Result<Self, FunctionError> {
-        let config = Config::from_env(&env, store_options)
-            .await
-            .map_err(|e| FunctionError::Config(e.to_string()))?;
+        let (config, store) = config_from_env(&env, store_options).await?;
         let groups = rules::load_groups_for(&config, store_options)
             .await
             .map_err(|errs| {
@@ -81,9 +79,6 @@ impl AlertFunction {
             .map_err(|e| FunctionError::Config(e.to_string()))?;
         let query = QueryService::new(&config, regions, clock.clone(), &Registry::new())
             .map_err(|e| FunctionError::Config(e.to_string()))?;
-        let store = promlake_core::store::open(&config.storage_url(&config.storage), store_options)
-            .map_err(|e| FunctionError::Config(e.to_string()))?
-            .store;
         Ok(Self {
             config: Arc::new(config),
             groups,

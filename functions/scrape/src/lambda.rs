@@ -25,7 +25,7 @@ use promlake_core::clock::SharedClock;
 use promlake_core::config::Config;
 use promlake_core::duration::PromDuration;
 pub use promlake_core::function::FunctionError;
-use promlake_core::function::event_field;
+use promlake_core::function::{config_from_env, event_field};
 use promlake_core::shard::Shard;
 use promlake_core::telemetry::Registry;
 use serde::Serialize;
@@ -69,9 +69,7 @@ impl ScrapeFunction {
         store_options: &promlake_core::store::StoreOptions,
         clock: SharedClock,
     ) -> Result<Self, FunctionError> {
-        let config = Config::from_env(&env, store_options)
-            .await
-            .map_err(|e| FunctionError::Config(e.to_string()))?;
+        let (config, store) = config_from_env(&env, store_options).await?;
         let period = match env("PROMLAKE_INVOCATION_PERIOD") {
             Some(p) => {
                 p.parse::<PromDuration>()
@@ -94,10 +92,6 @@ impl ScrapeFunction {
                 )));
             }
         }
-        let url = config.storage_url(&config.storage);
-        let store = promlake_core::store::open(&url, store_options)
-            .map_err(|e| FunctionError::Config(e.to_string()))?
-            .store;
         Ok(Self {
             config: Arc::new(config),
             store,
