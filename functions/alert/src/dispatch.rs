@@ -257,24 +257,12 @@ fn common(maps: &[&BTreeMap<String, String>]) -> BTreeMap<String, String> {
 
 /// Where generator URLs point: the SQL endpoint with the rule's query.
 pub fn generator_url(external_url: &str, expr: &str) -> String {
-    let q: String = url_encode(expr);
+    // As Prometheus' generator URLs (Go's url.QueryEscape: a space is '+').
+    let q: String = url::form_urlencoded::byte_serialize(expr.as_bytes()).collect();
     format!(
         "{}/api/v1/sql?format=table&query={q}",
         external_url.trim_end_matches('/')
     )
-}
-
-fn url_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 /// An alert with what notifications need beside its state.

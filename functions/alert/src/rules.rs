@@ -234,52 +234,18 @@ fn check_file(f: &RuleFile) -> Vec<(Vec<Seg>, String)> {
             {
                 errs.push((rp("alert"), format!("{what}: alert name must not be empty")));
             }
-            for (k, v) in &r.labels {
-                if !valid_label_name(k) || k == "__name__" {
-                    errs.push((
-                        gp(&[
-                            "rules".into(),
-                            ri.into(),
-                            "labels".into(),
-                            k.as_str().into(),
-                        ]),
-                        format!("{what}: invalid label name: {k}"),
-                    ));
-                }
-                if let Err(e) = Template::parse(v) {
-                    errs.push((
-                        gp(&[
-                            "rules".into(),
-                            ri.into(),
-                            "labels".into(),
-                            k.as_str().into(),
-                        ]),
-                        format!("{what}: label {k}: {e}"),
-                    ));
-                }
-            }
-            for (k, v) in &r.annotations {
-                if !valid_label_name(k) {
-                    errs.push((
-                        gp(&[
-                            "rules".into(),
-                            ri.into(),
-                            "annotations".into(),
-                            k.as_str().into(),
-                        ]),
-                        format!("{what}: invalid annotation name: {k}"),
-                    ));
-                }
-                if let Err(e) = Template::parse(v) {
-                    errs.push((
-                        gp(&[
-                            "rules".into(),
-                            ri.into(),
-                            "annotations".into(),
-                            k.as_str().into(),
-                        ]),
-                        format!("{what}: annotation {k}: {e}"),
-                    ));
+            for (section, what_kind, map) in [
+                ("labels", "label", &r.labels),
+                ("annotations", "annotation", &r.annotations),
+            ] {
+                for (k, v) in map {
+                    let at = || gp(&["rules".into(), ri.into(), section.into(), k.as_str().into()]);
+                    if !valid_label_name(k) || (section == "labels" && k == "__name__") {
+                        errs.push((at(), format!("{what}: invalid {what_kind} name: {k}")));
+                    }
+                    if let Err(e) = Template::parse(v) {
+                        errs.push((at(), format!("{what}: {what_kind} {k}: {e}")));
+                    }
                 }
             }
         }
