@@ -25,7 +25,7 @@ use promlake_fleet::{Behaviour, Fleet, PageModel};
 use serde_json::Value;
 
 use crate::procstat;
-use crate::query::{duckdb_run, median};
+use crate::query::{dir_bytes, duckdb_run, median};
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Size {
@@ -190,7 +190,7 @@ pub fn run(a: Args) -> Result<()> {
         "promtool tsdb create-blocks-from openmetrics",
     )?;
     let prom_backfill = t.elapsed();
-    let prom_bytes = dir_bytes(&tsdb);
+    let prom_bytes = dir_bytes(&tsdb, None);
     let lake = tmp.path().join("promlake-data");
     let config = tmp.path().join("promlake.yml");
     std::fs::write(
@@ -211,7 +211,7 @@ pub fn run(a: Args) -> Result<()> {
         "promlake import openmetrics",
     )?;
     let lake_backfill = t.elapsed();
-    let lake_bytes = dir_bytes(&lake.join("blocks"));
+    let lake_bytes = dir_bytes(&lake.join("blocks"), None);
     let _ = writeln!(
         md,
         "## Storage: {} targets x ~{} series, {} h at 15 s = {samples} samples\n",
@@ -635,17 +635,18 @@ async fn queries(
     let mut rows = Vec::new();
     for c in cases {
         // Prometheus' HTTP API.
+        let q: String = url::form_urlencoded::byte_serialize(c.promql.as_bytes()).collect();
         let url = if c.range {
             format!(
                 "http://127.0.0.1:{pport}/api/v1/query_range?query={}&start={}&end={}&step=300",
-                urlencode(&c.promql),
+                q,
                 (start - OFFSET_MS) / 1000 + 300,
                 t_end / 1000
             )
         } else {
             format!(
                 "http://127.0.0.1:{pport}/api/v1/query?query={}&time={}",
-                urlencode(&c.promql),
+                q,
                 t_end / 1000
             )
         };
@@ -761,21 +762,6 @@ fn compare(want: &[f64], got: &[f64], who: &str) -> Option<String> {
     None
 }
 
-fn urlencode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => {
-                let _ = write!(out, "%{b:02X}");
-            }
-        }
-    }
-    out
-}
-
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -832,22 +818,6 @@ fn check(cmd: &mut Command, what: &str) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Every byte of every file under `dir`.
-fn dir_bytes(dir: &Path) -> u64 {
-    let mut n = 0;
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                n += dir_bytes(&p);
-            } else {
-                n += e.metadata().map(|m| m.len()).unwrap_or(0);
-            }
-        }
-    }
-    n
 }
 
 fn version(bin: &Path, args: &[&str]) -> String {

@@ -239,7 +239,7 @@ pub fn run(a: Args) -> Result<()> {
         .enable_all()
         .build()?;
     let total = rt.block_on(ensure_dataset(&a))?;
-    let bytes_on_disk: u64 = walk_size(&a.dir);
+    let bytes_on_disk: u64 = dir_bytes(&a.dir, Some("parquet"));
     let cfg = Config::parse("global: {scrape_interval: 15s}")?;
     let clock: SharedClock = Arc::new(ManualClock::new(T0 + a.hours * 3_600_000));
     let mut regions = Vec::new();
@@ -324,14 +324,15 @@ pub fn run(a: Args) -> Result<()> {
     Ok(())
 }
 
-fn walk_size(dir: &Path) -> u64 {
+/// Bytes of the files under `dir`, every file or only those ending in `.{ext}`.
+pub(crate) fn dir_bytes(dir: &Path, ext: Option<&str>) -> u64 {
     let mut n = 0;
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {
-                n += walk_size(&p);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
+                n += dir_bytes(&p, ext);
+            } else if ext.is_none_or(|x| p.extension().is_some_and(|e| e == x)) {
                 n += e.metadata().map(|m| m.len()).unwrap_or(0);
             }
         }

@@ -127,9 +127,15 @@ struct Parsed {
 }
 
 fn parse(bytes: &[u8], file: &str, progress: &Progress) -> Result<Parsed> {
-    let lines = memchr::memchr_iter(b'\n', bytes).count().max(1);
+    // Only a terminal shows progress; only then are the lines counted.
+    let lines = if progress.on {
+        memchr::memchr_iter(b'\n', bytes).count().max(1)
+    } else {
+        1
+    };
     let mut parser = Parser::new(bytes, Format::OpenMetrics);
-    let mut series: HashMap<&str, Arc<Labels>> = HashMap::new();
+    // Each series' labels and id are built once, on its first sample.
+    let mut series: HashMap<&str, (Arc<Labels>, u64)> = HashMap::new();
     let mut hours: BTreeMap<i64, Vec<Sample>> = BTreeMap::new();
     let (mut samples, mut min_ts, mut max_ts) = (0u64, i64::MAX, i64::MIN);
     let mut next_report = 0;
@@ -150,25 +156,27 @@ fn parse(bytes: &[u8], file: &str, progress: &Progress) -> Result<Parsed> {
                 ),
             ));
         };
-        let labels = match series.get(s.text) {
-            Some(l) => l.clone(),
-            None => {
-                let l = Arc::new(Labels::from_pairs(
+        let (labels, series_id) = series
+            .entry(s.text)
+            .or_insert_with(|| {
+                let l = Labels::from_pairs(
                     std::iter::once(("__name__", s.name))
                         .chain(s.labels.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))),
-                ));
-                series.insert(s.text, l.clone());
-                l
-            }
-        };
-        hours
-            .entry(keys::hour_start(ts))
-            .or_default()
-            .push(Sample::new(labels, ts, s.value));
+                );
+                let id = l.hash();
+                (Arc::new(l), id)
+            })
+            .clone();
+        hours.entry(keys::hour_start(ts)).or_default().push(Sample {
+            labels,
+            series_id,
+            timestamp_ms: ts,
+            value: s.value,
+        });
         samples += 1;
         min_ts = min_ts.min(ts);
         max_ts = max_ts.max(ts);
-        if s.line >= next_report {
+        if progress.on && s.line >= next_report {
             progress.show(&format!("parsing {file}: {}%", s.line * 100 / lines));
             next_report = s.line + lines / 100 + 1;
         }
