@@ -46,6 +46,21 @@ pub const COL_VALUE: &str = "value";
 
 const META_PREFIX: &str = "promlake.";
 
+/// The first millisecond a sample may have: 0000-01-01T00:00:00Z.
+///
+/// Timestamps are milliseconds in an `i64`, but not every `i64` is a time that readers can
+/// handle: chrono and RFC 3339 stop at four-digit years, DuckDB and Spark convert to
+/// microseconds (which overflows near ±292,000 years), and block keys name the day as
+/// `YYYY-MM-DD`. Years 0 to 9999 are what every engine reading the blocks represents.
+pub const MIN_TIMESTAMP_MS: TimestampMs = -62_167_219_200_000;
+/// The last millisecond a sample may have: 9999-12-31T23:59:59.999Z.
+pub const MAX_TIMESTAMP_MS: TimestampMs = 253_402_300_799_999;
+
+/// Whether a sample timestamp is within [`MIN_TIMESTAMP_MS`]..=[`MAX_TIMESTAMP_MS`].
+pub fn timestamp_in_range(ts: TimestampMs) -> bool {
+    (MIN_TIMESTAMP_MS..=MAX_TIMESTAMP_MS).contains(&ts)
+}
+
 /// One sample to store. `labels` holds the metric name too.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
@@ -188,12 +203,21 @@ pub fn to_batch(samples: &[Sample]) -> Result<RecordBatch> {
 }
 
 /// Encodes samples (all of one hour) as a Parquet block. The samples are sorted in place.
+///
+/// A sample whose timestamp is out of range ([`timestamp_in_range`]) fails the block: writers
+/// reject such samples one by one before they reach a block.
 pub fn encode(
     samples: &mut [Sample],
     region: &str,
     shard: Shard,
     replica: &str,
 ) -> Result<(BlockMeta, Bytes)> {
+    if let Some(s) = samples.iter().find(|s| !timestamp_in_range(s.timestamp_ms)) {
+        return Err(Error::TimestampOutOfRange {
+            series: s.labels.to_string(),
+            timestamp_ms: s.timestamp_ms,
+        });
+    }
     sort(samples);
     let mut series: Vec<u64> = samples.iter().map(|s| s.series_id).collect();
     series.sort_unstable();
@@ -387,6 +411,26 @@ mod tests {
         assert!(is_stale_nan(stale[0].value));
         for r in &rows {
             assert_eq!(r.series_id, r.labels.hash());
+        }
+    }
+
+    #[test]
+    fn out_of_range_timestamps_fail_the_block() {
+        for t in [
+            i64::MIN,
+            MIN_TIMESTAMP_MS - 1,
+            MAX_TIMESTAMP_MS + 1,
+            i64::MAX,
+        ] {
+            let mut samples = vec![s("up", &[], 1000, 1.0), s("x", &[], t, 1.0)];
+            let e = encode(&mut samples, "r", Shard::ALL, "a").unwrap_err();
+            assert!(e.to_string().contains(&t.to_string()), "{e}");
+        }
+        for t in [MIN_TIMESTAMP_MS, MAX_TIMESTAMP_MS] {
+            let mut samples = vec![s("x", &[], t, 1.0)];
+            let (_, bytes) = encode(&mut samples, "r", Shard::ALL, "a").unwrap();
+            assert_eq!(decode("k", bytes).unwrap().1[0].timestamp_ms, t);
+            assert!(chrono::DateTime::from_timestamp_millis(t).is_some());
         }
     }
 

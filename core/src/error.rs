@@ -35,6 +35,13 @@ pub enum Error {
         source: parquet::errors::ParquetError,
     },
 
+    /// A sample whose timestamp no reader of blocks can represent (see
+    /// [`crate::block::MIN_TIMESTAMP_MS`]).
+    #[error(
+        "sample {series} has timestamp {timestamp_ms} ms, outside years 0 to 9999 that blocks hold"
+    )]
+    TimestampOutOfRange { series: String, timestamp_ms: i64 },
+
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
 }

@@ -158,6 +158,22 @@ impl WorkerStats {
         }
     }
 
+    /// Counts samples of a scrape that were not stored, by reason (`out_of_bounds`,
+    /// `duplicate`).
+    fn rejected(&self, reason: &str, n: u64) {
+        self.registry
+            .counter(
+                "promlake_samples_rejected_total",
+                "Scraped samples not stored, by reason.",
+                &[
+                    ("shard", &self.shard),
+                    ("replica", &self.replica),
+                    ("reason", reason),
+                ],
+            )
+            .inc_by(n);
+    }
+
     fn failure(&self, reason: &str) {
         self.registry
             .counter(
@@ -515,6 +531,13 @@ impl Worker {
                 .samples_scraped
                 .inc_by(result.samples.len() as u64 - result.stale);
             self.stats.stale_markers.inc_by(result.stale);
+            if result.rejected.out_of_bounds > 0 {
+                self.stats
+                    .rejected("out_of_bounds", result.rejected.out_of_bounds);
+            }
+            if result.rejected.duplicate > 0 {
+                self.stats.rejected("duplicate", result.rejected.duplicate);
+            }
             self.buffer.extend(result.samples);
             self.targets.insert(state.key, state);
         }
@@ -689,6 +712,19 @@ struct ScrapeResult {
     samples: Vec<Sample>,
     stale: u64,
     failure: Option<&'static str>,
+    rejected: Rejected,
+}
+
+/// Samples of one scrape that were parsed but not stored, as Prometheus rejects them one by one
+/// without failing the scrape.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Rejected {
+    /// A timestamp outside [`block::MIN_TIMESTAMP_MS`]..=[`block::MAX_TIMESTAMP_MS`].
+    out_of_bounds: u64,
+    /// The first out-of-range timestamp, for the log.
+    first_out_of_bounds: Option<TimestampMs>,
+    /// A series already seen in the same page (the first sample wins).
+    duplicate: u64,
 }
 
 async fn scrape_target(
@@ -705,10 +741,17 @@ async fn scrape_target(
         Err(m) => Err(FetchError::Http(m.clone())),
     };
     let mut samples = Vec::new();
+    let mut rejected = Rejected::default();
     let parsed = match fetched {
-        Ok(page) => {
-            parse_page(&mut state, &job, &page, start_ms, &mut samples).map_err(|m| (m, "parse"))
-        }
+        Ok(page) => parse_page(
+            &mut state,
+            &job,
+            &page,
+            start_ms,
+            &mut samples,
+            &mut rejected,
+        )
+        .map_err(|m| (m, "parse")),
         Err(e) => Err((e.to_string(), e.reason())),
     };
     let duration = started.elapsed().as_secs_f64();
@@ -733,6 +776,17 @@ async fn scrape_target(
             }
             state.prev = p.current;
             state.health.error = None;
+            if let Some(ts) = rejected.first_out_of_bounds {
+                tracing::warn!(
+                    job = %job.job_name,
+                    url = %state.url,
+                    samples = rejected.out_of_bounds,
+                    timestamp_ms = ts,
+                    min_ms = block::MIN_TIMESTAMP_MS,
+                    max_ms = block::MAX_TIMESTAMP_MS,
+                    "samples rejected: timestamp out of range (years 0 to 9999)"
+                );
+            }
             (1.0, p.scraped, p.post, added, None)
         }
         Err((message, reason)) => {
@@ -748,6 +802,7 @@ async fn scrape_target(
                 stale += 1;
             }
             state.health.error = Some(message);
+            rejected = Rejected::default();
             (0.0, 0, 0, 0, Some(reason))
         }
     };
@@ -766,6 +821,7 @@ async fn scrape_target(
             samples,
             stale,
             failure,
+            rejected,
         },
     )
 }
@@ -782,6 +838,7 @@ fn parse_page(
     page: &fetch::Page,
     ts: TimestampMs,
     out: &mut Vec<Sample>,
+    rejected: &mut Rejected,
 ) -> Result<Parsed, String> {
     let format = Format::from_content_type(page.content_type.as_deref());
     let mut parser = Parser::new(&page.body, format);
@@ -811,8 +868,16 @@ fn parse_page(
             .get_or_label(s.text, || labeler.label(name, labels))
             .map_err(|e| e.to_string())?;
         let Some(c) = cached else { continue };
+        if !block::timestamp_in_range(t) {
+            // Prometheus' "out of bounds": the sample is dropped, the scrape goes on.
+            rejected.out_of_bounds += 1;
+            rejected.first_out_of_bounds.get_or_insert(t);
+            continue;
+        }
         if current.contains_key(&c.id) {
-            continue; // duplicate series in one page: the first sample wins, as in Prometheus
+            // A duplicate series in one page: the first sample wins, as in Prometheus.
+            rejected.duplicate += 1;
+            continue;
         }
         if limit > 0 && current.len() as u64 >= limit {
             return Err(format!("sample limit exceeded (sample_limit: {limit})"));

@@ -486,3 +486,86 @@ async fn target_labels_and_relabeling_reach_the_stored_series() {
         ])
     );
 }
+
+/// The value of one line of the registry's exposition (`name{...labels...} value`).
+fn metric_value(registry: &Registry, name: &str, label: &str) -> Option<f64> {
+    registry
+        .render()
+        .lines()
+        .find(|l| l.starts_with(name) && l.contains(label))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn out_of_range_timestamps_are_rejected_per_sample_and_the_rest_is_kept() {
+    // Text format: milliseconds. i64::MIN (what a Go exporter writes for a zero time.Time in
+    // milliseconds), the first millisecond of year 10000, and two good samples.
+    let text = format!(
+        "a 1 -9223372036854775808\nb 2 253402300800000\nc 3\nd 4 {}\n",
+        T0 - 1000
+    );
+    // OpenMetrics: float seconds; -1e300 saturates to i64::MIN milliseconds.
+    let om = format!("e 1 -1e300\nf 2 {}\n# EOF\n", (T0 - 1000) / 1000);
+    let fleet = Fleet::start(2, PageModel::default(), |i| match i {
+        0 => Behaviour::Static(
+            Arc::new(text.clone().into_bytes()),
+            "text/plain; version=0.0.4".into(),
+        ),
+        _ => Behaviour::Static(
+            Arc::new(om.clone().into_bytes()),
+            "application/openmetrics-text; version=1.0.0".into(),
+        ),
+    })
+    .await
+    .unwrap();
+    let addrs = fleet.addresses();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let clock = Arc::new(ManualClock::new(T0));
+    let registry = Registry::new();
+    let shared: SharedClock = clock.clone();
+    let mut w = Worker::new(
+        config(&static_job("j", &addrs, "")),
+        WorkerOptions::new(Shard::ALL, "a", "test"),
+        store.clone(),
+        shared,
+        &registry,
+    )
+    .await
+    .unwrap();
+    let r = w.scrape_all().await;
+    assert_eq!((r.up, r.down), (2, 0), "{:?}", w.target_health());
+    let f = w.flush(true).await;
+    assert_eq!(f.blocks_pending, 0);
+    let rows = all_rows(store.as_ref()).await;
+    let metrics: std::collections::BTreeSet<&str> =
+        rows.iter().map(|r| r.labels.metric_name()).collect();
+    for m in ["c", "d", "f", "up"] {
+        assert!(metrics.contains(m), "{m} kept: {metrics:?}");
+    }
+    for m in ["a", "b", "e"] {
+        assert!(!metrics.contains(m), "{m} rejected: {metrics:?}");
+    }
+    for r in &rows {
+        assert!(
+            (promlake_core::block::MIN_TIMESTAMP_MS..=promlake_core::block::MAX_TIMESTAMP_MS)
+                .contains(&r.timestamp_ms),
+            "{r:?}"
+        );
+    }
+    assert_eq!(
+        value_of(&rows, "scrape_samples_scraped", &addrs[0]),
+        vec![4.0]
+    );
+    assert_eq!(
+        value_of(&rows, "scrape_samples_post_metric_relabeling", &addrs[0]),
+        vec![2.0]
+    );
+    assert_eq!(
+        metric_value(
+            &registry,
+            "promlake_samples_rejected_total",
+            "reason=\"out_of_bounds\""
+        ),
+        Some(3.0)
+    );
+}
