@@ -28,36 +28,19 @@ pub struct Selector {
     pub matchers: Vec<Matcher>,
 }
 
-/// Parses `match[]` values; a value that is not a series selector is a 400.
+/// Parses `match[]` values with Prometheus' selector grammar; a value that is not a series
+/// selector is a 400 with Prometheus' message and position.
 pub fn parse_selectors(raw: &[String]) -> Result<Vec<Selector>, QueryError> {
-    let mut out = Vec::new();
-    for s in raw {
-        let e = promql_parser::parser::parse(s)
-            .map_err(|e| QueryError::BadSelector(format!("invalid match[] {s:?}: {e}")))?;
-        let promql_parser::parser::Expr::VectorSelector(vs) = e else {
-            return Err(QueryError::BadSelector(format!(
-                "invalid match[] {s:?}: not a series selector like up or {{job=\"node\"}}"
-            )));
-        };
-        let mut groups = vec![vs.matchers.matchers.clone()];
-        groups.extend(vs.matchers.or_matchers.iter().cloned());
-        for mut m in groups {
-            if let Some(name) = &vs.name
-                && !m.iter().any(|x| x.name == METRIC_NAME)
-            {
-                m.push(Matcher {
-                    op: MatchOp::Equal,
-                    name: METRIC_NAME.into(),
-                    value: name.clone(),
-                });
-            }
-            out.push(Selector {
-                text: s.clone(),
-                matchers: m,
-            });
-        }
-    }
-    Ok(out)
+    raw.iter()
+        .map(|s| {
+            crate::selector::parse(s)
+                .map(|matchers| Selector {
+                    text: s.clone(),
+                    matchers,
+                })
+                .map_err(|e| QueryError::BadSelector(e.to_string()))
+        })
+        .collect()
 }
 
 /// A series and its latest sample.
@@ -289,7 +272,15 @@ mod tests {
             parse_selectors(&["{__name__=~\"job:.*\"}".into(), "up{job!=\"x\"}".into()]).unwrap();
         assert_eq!(s.len(), 2);
         assert!(s[1].matchers.iter().any(|m| m.name == "__name__"));
-        for bad in ["up{", "rate(up[5m])", "{job=~\".*\"}", "1 + 1"] {
+        for bad in [
+            "up{",
+            "rate(up[5m])",
+            "1 + 1",
+            "{__name__=\"a\" or __name__=\"b\"}",
+            "up{job=\"x\" or job=\"y\"}",
+            "up offset 5m",
+            "up @ 100",
+        ] {
             let e = parse_selectors(&[bad.into()]).unwrap_err();
             assert_eq!(e.status(), 400, "{bad}: {e}");
         }

@@ -65,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(|| async { "promlake is Healthy.\n" }))
         .route("/-/ready", get(|| async { "promlake is Ready.\n" }))
+        .fallback(|| async { plain_error(StatusCode::NOT_FOUND, "404 page not found") })
         .with_state(state)
 }
 
@@ -142,24 +143,41 @@ async fn sql_get(
     run_sql(&state, &sql, format).await
 }
 
-async fn federate(
-    State(state): State<AppState>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
+/// `/federate` answers errors as Prometheus' federation handler does: the status and the plain
+/// message (`1:1: parse error: unexpected <op:->`), not the API's JSON envelope.
+async fn federate(State(state): State<AppState>, RawQuery(q): RawQuery) -> Response {
     let selectors: Vec<String> = params(&q)
         .into_iter()
         .filter(|(k, _)| k == "match[]")
         .map(|(_, v)| v)
         .collect();
-    let body = state.service.federate(&selectors).await?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
+    match state.service.federate(&selectors).await {
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => plain_error(
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            &e.to_string(),
+        ),
+    }
+}
+
+/// An error as Go's `http.Error` writes it.
+fn plain_error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        format!("{message}\n"),
     )
-        .into_response())
+        .into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -189,6 +189,11 @@ pub fn outgoing_labels(a: &Alert, external: &BTreeMap<String, String>) -> BTreeM
     l
 }
 
+/// Alertmanager's fingerprint of a label set (`model.LabelSet.Fingerprint`).
+pub fn label_fingerprint(l: &BTreeMap<String, String>) -> u64 {
+    promlake_core::labels::fingerprint_pairs(l.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
 /// Alertmanager's `DedupStage.needsUpdate`.
 fn needs_update(
     entry: Option<&NotifyEntry>,
@@ -394,7 +399,8 @@ pub fn dispatch(
                                     rfc3339(o.alert.resolved_at.unwrap_or(now))
                                 },
                                 generator_url: o.generator_url.clone(),
-                                fingerprint: format!("{:016x}", o.alert.fingerprint()),
+                                // Alertmanager's: of the labels it shows.
+                                fingerprint: format!("{:016x}", label_fingerprint(&o.labels)),
                             }
                         })
                         .collect(),
@@ -583,6 +589,36 @@ mod tests {
             g[0].sent[1].as_ref().is_some_and(|e| e.firing.is_empty()),
             "logged without sending"
         );
+    }
+
+    #[test]
+    fn fingerprints_are_of_the_labels_sent() {
+        // Two regions' copies of one alert: the payload shows each region's labels, and the
+        // fingerprint is Alertmanager's of those labels (FNV-1a 64, values computed by hand).
+        let (root, receivers) = setup(
+            "alerting:\n  route: {receiver: r, group_wait: 0s}\n  receivers: [{name: r, webhook_configs: [{url: 'http://x/a'}]}]\n",
+        );
+        let a = alert("A", AlertStatus::Firing, &[]);
+        let mut fingerprints = Vec::new();
+        for region in ["eu", "us"] {
+            let external = BTreeMap::from([("region".to_string(), region.to_string())]);
+            let o = Outgoing {
+                alert: &a,
+                labels: outgoing_labels(&a, &external),
+                generator_url: String::new(),
+            };
+            let (_, i) = dispatch(&root, &receivers, &[], &[o], 0, "http://p", &mut 0);
+            let body: serde_json::Value = serde_json::from_str(&i[0].body).unwrap();
+            assert_eq!(body["alerts"][0]["labels"]["region"], region);
+            fingerprints.push(
+                body["alerts"][0]["fingerprint"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        assert_eq!(fingerprints, ["5852971e840dfd83", "cf08071e36a92a81"]);
+        assert_eq!(format!("{:016x}", a.fingerprint()), "d2c6efc389df0927");
     }
 
     #[test]
