@@ -7,7 +7,8 @@
 //! - [`keys`]: every object key shape, built and parsed in one place;
 //! - [`block`]: the Parquet block format;
 //! - [`store`]: object storage from a URL; [`log`]: the create-only log that coordinates
-//!   replicas; [`faults`]: a request-counting, fault-injecting store wrapper for tests;
+//!   replicas; [`readonly`]: a store that refuses writes (what queries read through);
+//!   [`faults`]: a request-counting, fault-injecting store wrapper for tests;
 //! - [`clock`]: injected time; [`shard`]: `K/N`.
 //!
 //! This crate must not know HTTP servers, DataFusion or Lambda: it is the vocabulary the scrape,
@@ -25,6 +26,7 @@ pub mod function;
 pub mod keys;
 pub mod labels;
 pub mod log;
+pub mod readonly;
 pub mod shard;
 pub mod store;
 pub mod telemetry;

@@ -9,10 +9,14 @@
 
 pub mod udf;
 
+pub mod coop;
 pub mod error;
 pub mod federate;
 pub mod format;
+pub mod guard;
 pub mod http;
+pub mod runtime;
+pub mod selector;
 pub mod service;
 pub mod table;
 

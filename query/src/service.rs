@@ -6,24 +6,32 @@ use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::ObjectStore;
 use promlake_core::clock::SharedClock;
 use promlake_core::config::Config;
 use promlake_core::faults::InstrumentedStore;
 use promlake_core::labels::Labels;
+use promlake_core::readonly::ReadOnlyStore;
 use promlake_core::telemetry::{Counter, Registry};
 use url::Url;
 
+use crate::coop::YieldEverywhere;
 use crate::error::QueryError;
 use crate::federate;
+use crate::guard;
+use crate::runtime::QueryRuntime;
 use crate::table::{self, Region, ScanStats};
 use crate::udf;
 
 /// Everything a query service holds; cheap to share.
 pub struct QueryService {
     ctx: SessionContext,
+    runtime: Arc<QueryRuntime>,
     regions: Arc<Vec<Region>>,
     stats: Arc<ScanStats>,
     timeout: Duration,
@@ -81,7 +89,11 @@ impl QueryService {
         clock: SharedClock,
         registry: &Registry,
     ) -> Result<Self, QueryError> {
-        let mut runtime = RuntimeEnvBuilder::new();
+        // The session reaches the regions' stores and nothing else: no local files.
+        let stores = DefaultObjectStoreRegistry::new();
+        let local = Url::parse("file:///").map_err(|e| QueryError::Internal(e.to_string()))?;
+        stores.deregister_store(&local)?;
+        let mut runtime = RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(stores));
         let limit = config.query.memory_limit.0;
         if limit > 0 {
             runtime = runtime.with_memory_limit(limit as usize, 1.0);
@@ -94,11 +106,19 @@ impl QueryService {
         let session = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("promlake", "public");
-        let ctx = SessionContext::new_with_config_rt(session, runtime);
+        let state = SessionStateBuilder::new()
+            .with_config(session)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(YieldEverywhere))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         let mut opened = Vec::new();
         for r in regions {
             promlake_core::keys::check_name("region", &r.name).map_err(QueryError::BadQuery)?;
-            let counted = Arc::new(InstrumentedStore::new(r.store));
+            // Reads only: nothing a statement asks can write through it.
+            let read_only: Arc<dyn ObjectStore> = Arc::new(ReadOnlyStore::new(r.store));
+            let counted = Arc::new(InstrumentedStore::new(read_only));
             let counts = counted.counts.clone();
             let url = Url::parse(&format!("promlake://{}", r.name))
                 .map_err(|e| QueryError::Internal(e.to_string()))?;
@@ -125,6 +145,10 @@ impl QueryService {
         }
         Ok(Self {
             ctx,
+            runtime: Arc::new(
+                QueryRuntime::new()
+                    .map_err(|e| QueryError::Internal(format!("starting query threads: {e}")))?,
+            ),
             regions,
             stats,
             timeout: config.query.timeout.0,
@@ -173,9 +197,10 @@ impl QueryService {
         (lists, bytes, gets)
     }
 
-    /// Runs one SQL statement to completion, bounded by `query.timeout`.
+    /// Runs one SQL statement to completion, bounded by `query.timeout`; `now()` is the clock's
+    /// time when it starts.
     pub async fn sql(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
-        self.sql_inner(sql, None).await
+        self.sql_at(sql, self.clock.now_ms()).await
     }
 
     /// Runs one SQL statement as of `at_ms`: `now()` is that instant (rule evaluation at a tick).
@@ -184,48 +209,20 @@ impl QueryService {
         sql: &str,
         at_ms: i64,
     ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
-        self.sql_inner(sql, Some(at_ms)).await
-    }
-
-    /// Plans a statement without running it (rule checks): its output schema.
-    pub async fn plan_schema(&self, sql: &str) -> Result<SchemaRef, QueryError> {
-        let plan = self.ctx.state().create_logical_plan(sql).await?;
-        Ok(Arc::new(plan.schema().as_arrow().clone()))
-    }
-
-    async fn sql_inner(
-        &self,
-        sql: &str,
-        at_ms: Option<i64>,
-    ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
         self.metrics.queries.inc();
         let started = Instant::now();
         let ctx = self.ctx.clone();
         let sql = sql.to_owned();
-        // The query runs in its own task, so the deadline fires even while it computes; the task
-        // is aborted at its next yield point (DataFusion yields between batches).
-        let mut task = tokio::spawn(async move {
-            let mut state = ctx.state();
-            if let Some(at) = at_ms {
-                state.execution_props_mut().query_execution_start_time =
-                    chrono::DateTime::from_timestamp_millis(at);
-            }
-            let plan = state.create_logical_plan(&sql).await?;
-            let df = datafusion::dataframe::DataFrame::new(state, plan);
-            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let batches = df.collect().await?;
-            Ok::<_, datafusion::error::DataFusionError>((schema, batches))
-        });
-        let res = tokio::select! {
-            r = &mut task => match r {
-                Ok(r) => r.map_err(QueryError::from),
-                Err(e) => Err(QueryError::Internal(format!("the query task failed: {e}"))),
-            },
-            _ = tokio::time::sleep(self.timeout) => {
-                task.abort();
-                Err(QueryError::Timeout(format!("{:?}", self.timeout)))
-            }
-        };
+        let res = self
+            .on_query_threads(async move {
+                let state = session_at(&ctx, at_ms);
+                let plan = plan(&state, &sql).await?;
+                let df = datafusion::dataframe::DataFrame::new(state, plan);
+                let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+                let batches = df.collect().await?;
+                Ok((schema, batches))
+            })
+            .await;
         if res.is_err() {
             self.metrics.failed.inc();
         }
@@ -235,6 +232,43 @@ impl QueryService {
             "sql"
         );
         res
+    }
+
+    /// Plans a statement without running it (rule checks): its output schema.
+    pub async fn plan_schema(&self, sql: &str) -> Result<SchemaRef, QueryError> {
+        let ctx = self.ctx.clone();
+        let sql = sql.to_owned();
+        let at = self.clock.now_ms();
+        self.on_query_threads(async move {
+            let plan = plan(&session_at(&ctx, at), &sql).await?;
+            Ok(Arc::new(plan.schema().as_arrow().clone()))
+        })
+        .await
+    }
+
+    /// Runs `work` on the query threads, bounded by `query.timeout`. The deadline is watched
+    /// from the caller's side, so it fires even while the query computes; the query's task is
+    /// aborted and ends at its next yield point (DataFusion's operators yield cooperatively).
+    async fn on_query_threads<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, QueryError>> + Send + 'static,
+    ) -> Result<T, QueryError> {
+        let mut task = self.runtime.spawn(work);
+        tokio::select! {
+            r = &mut task => match r {
+                Ok(r) => r,
+                Err(e) => Err(QueryError::Internal(format!("the query task failed: {e}"))),
+            },
+            _ = tokio::time::sleep(self.timeout) => {
+                task.abort();
+                Err(QueryError::Timeout(format!("{:?}", self.timeout)))
+            }
+        }
+    }
+
+    /// Tasks still running on the query threads (for tests of cancellation).
+    pub fn running_query_tasks(&self) -> usize {
+        self.runtime.alive_tasks()
     }
 
     /// `/federate`: the latest sample of every series matching any selector, in the text format.
@@ -248,11 +282,13 @@ impl QueryService {
             self.dedup_ms,
             self.stats.clone(),
         ));
-        let run = federate::latest(&self.ctx, provider, &sels, now - self.lookback_ms, now);
-        let series = match tokio::time::timeout(self.timeout, run).await {
-            Ok(r) => r?,
-            Err(_) => return Err(QueryError::Timeout(format!("{:?}", self.timeout))),
-        };
+        let ctx = self.ctx.clone();
+        let lookback = self.lookback_ms;
+        let series = self
+            .on_query_threads(async move {
+                federate::latest(&ctx, provider, &sels, now - lookback, now).await
+            })
+            .await?;
         let multi_region = self.regions.len() > 1;
         Ok(federate::render(
             series,
@@ -268,4 +304,22 @@ impl QueryService {
             .map(|r| (r.name.clone(), r.store.to_string()))
             .collect()
     }
+}
+
+/// The session of one statement: `now()` is `at_ms`.
+fn session_at(ctx: &SessionContext, at_ms: i64) -> SessionState {
+    let mut state = ctx.state();
+    state.execution_props_mut().query_execution_start_time =
+        chrono::DateTime::from_timestamp_millis(at_ms);
+    state
+}
+
+/// Parses, checks (read-only statement kinds, bounded depth) and plans one statement.
+async fn plan(state: &SessionState, sql: &str) -> Result<LogicalPlan, QueryError> {
+    let dialect = state.config().options().sql_parser.dialect;
+    let stmt = state.sql_to_statement(sql, &dialect)?;
+    guard::check_statement(&stmt)?;
+    let plan = state.statement_to_plan(stmt).await?;
+    guard::read_only_plan(&plan)?;
+    Ok(plan)
 }
