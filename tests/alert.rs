@@ -24,7 +24,7 @@ fn check_rules_like_promtool() {
     assert!(stdout(&o).contains("PromQL comes later"), "{}", stdout(&o));
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yml");
-    std::fs::write(&bad, "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: SELECT nope AS value FROM samples\n      - alert: B\n        expr: SELECT 1 AS v\n").unwrap();
+    std::fs::write(&bad, "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: SELECT nope AS value FROM samples\n      - alert: B\n        expr: SELECT 1 AS v\n      - alert: C\n        expr: SELECT map(['a'], [1]) AS m, 1 AS value\n").unwrap();
     let o = run(promlake().args(["check", "rules"]).arg(&bad));
     assert!(!o.status.success());
     let out = stdout(&o);
@@ -32,6 +32,10 @@ fn check_rules_like_promtool() {
     assert!(
         out.contains("rule \"B\": the query returns no `value` column"),
         "{out}"
+    );
+    assert!(
+        out.contains("rule \"C\": column `m` maps to Int64"),
+        "the evaluator's own check of a rule's output: {out}"
     );
 }
 

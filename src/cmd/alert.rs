@@ -125,21 +125,13 @@ pub async fn check(a: CheckRulesArgs) -> Result<ExitCode> {
         for g in &file.groups {
             for r in &g.rules {
                 n += 1;
+                // The evaluator holds every result to the same check.
                 match svc.plan_schema(&r.expr).await {
-                    Ok(schema) => match schema.field_with_name("value") {
-                        Ok(v) if v.data_type().is_numeric() => {}
-                        Ok(v) => problems.push(format!(
-                            "group {:?}, rule {:?}: the value column is {}, not a number",
-                            g.name,
-                            r.name(),
-                            v.data_type()
-                        )),
-                        Err(_) => problems.push(format!(
-                            "group {:?}, rule {:?}: the query returns no `value` column",
-                            g.name,
-                            r.name()
-                        )),
-                    },
+                    Ok(schema) => {
+                        if let Err(e) = rules::check_rule_output(&g.name, r, &schema) {
+                            problems.push(e.to_string());
+                        }
+                    }
                     Err(e) => {
                         problems.push(format!("group {:?}, rule {:?}: {e}", g.name, r.name()))
                     }

@@ -33,8 +33,9 @@ use promlake_core::telemetry::{Counter, Registry};
 use promlake_query::QueryService;
 
 use crate::dispatch::{self, Outgoing, Route};
+pub use crate::error::AlertError;
 use crate::notify::{self, Intent, IntentKind};
-use crate::rules::{LoadedGroup, Rule};
+use crate::rules::{self, LoadedGroup, Rule};
 use crate::state::{self, Alert, AlertStatus, EvalContext, GroupState, RuleHealth, SeriesRow};
 
 /// How an evaluator runs.
@@ -126,15 +127,6 @@ struct Stats {
     sent: Counter,
     send_failures: Counter,
     resent: Counter,
-}
-
-/// Errors that stop an evaluator from starting.
-#[derive(Debug, thiserror::Error)]
-pub enum AlertError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error(transparent)]
-    Core(#[from] promlake_core::Error),
 }
 
 /// An evaluator replica.
@@ -512,7 +504,16 @@ impl Evaluator {
                 .map(|h| h.alerts.clone())
                 .unwrap_or_default();
             let result = match self.query.sql_at(&rule.expr, t).await {
-                Ok((_, batches)) => rows_to_series(&batches),
+                Ok((schema, batches)) => rules::check_output(&schema)
+                    .and_then(|()| rows_to_series(&batches))
+                    .map_err(|reason| {
+                        AlertError::RuleOutput {
+                            group: g.name.clone(),
+                            rule: rule.name().to_owned(),
+                            reason,
+                        }
+                        .to_string()
+                    }),
                 Err(e) => Err(e.to_string()),
             };
             let cx = EvalContext {
@@ -750,28 +751,56 @@ impl Evaluator {
     }
 }
 
-/// The rows of a rule's SQL as (labels, value), per the contract in [`crate::rules`].
+/// Text values of a column that [`rules::check_output`] accepted as labels.
+fn as_text(name: &str, col: &arrow::array::ArrayRef) -> Result<arrow::array::ArrayRef, String> {
+    arrow::compute::cast(col, &DataType::Utf8)
+        .map_err(|e| format!("column `{name}` cannot be read as text: {e}"))
+}
+
+/// The rows of a rule's SQL as (labels, value), per the contract in [`crate::rules`]. A result
+/// that breaks the contract is an error ([`rules::check_output`]'s), never a panic.
 pub fn rows_to_series(batches: &[RecordBatch]) -> Result<Vec<SeriesRow>, String> {
     let mut out = Vec::new();
     for b in batches {
         let schema = b.schema();
+        rules::check_output(&schema)?;
         let Some(vi) = schema.fields().iter().position(|f| f.name() == "value") else {
-            return Err("the query returns no `value` column (a rule's SQL must return a numeric column named value)".into());
+            return Err("the query returns no `value` column".into());
         };
         let value = arrow::compute::cast(b.column(vi), &DataType::Float64)
             .map_err(|e| format!("the `value` column is not numeric: {e}"))?;
-        let value = value.as_primitive::<Float64Type>();
-        let mut text_cols = Vec::new();
+        let value = value
+            .as_primitive_opt::<Float64Type>()
+            .ok_or("the `value` column is not numeric")?;
+        // Per label column: its text, or for a map its keys' and values' text.
+        enum Col {
+            Text(String, arrow::array::ArrayRef),
+            Map(
+                arrow::array::MapArray,
+                arrow::array::ArrayRef,
+                arrow::array::ArrayRef,
+            ),
+        }
+        let mut cols = Vec::new();
         for (ci, f) in schema.fields().iter().enumerate() {
             if ci == vi {
                 continue;
             }
+            let name = f.name();
             match f.data_type() {
-                DataType::Map(_, _) => text_cols.push((f.name().clone(), None)),
+                DataType::Map(_, _) => {
+                    let m = b
+                        .column(ci)
+                        .as_map_opt()
+                        .ok_or_else(|| format!("column `{name}` is not a map"))?
+                        .clone();
+                    let keys = as_text(name, m.keys())?;
+                    let values = as_text(name, m.values())?;
+                    cols.push(Col::Map(m, keys, values));
+                }
                 _ => {
-                    let c = arrow::compute::cast(b.column(ci), &DataType::Utf8)
-                        .map_err(|e| format!("column {}: {e}", f.name()))?;
-                    text_cols.push((f.name().clone(), Some((c, ci))));
+                    let key = if name == "metric" { "__name__" } else { name };
+                    cols.push(Col::Text(key.to_owned(), as_text(name, b.column(ci))?));
                 }
             }
         }
@@ -780,30 +809,22 @@ pub fn rows_to_series(batches: &[RecordBatch]) -> Result<Vec<SeriesRow>, String>
                 continue;
             }
             let mut labels = BTreeMap::new();
-            for (name, col) in &text_cols {
-                match col {
-                    Some((c, _)) => {
-                        let s = c.as_string::<i32>();
+            for c in &cols {
+                match c {
+                    Col::Text(key, col) => {
+                        let s = col.as_string::<i32>();
                         if !s.is_null(row) && !s.value(row).is_empty() {
-                            let key = if name == "metric" {
-                                "__name__".to_owned()
-                            } else {
-                                name.clone()
-                            };
-                            labels.insert(key, s.value(row).to_owned());
+                            labels.insert(key.clone(), s.value(row).to_owned());
                         }
                     }
-                    None => {
-                        let ci = schema.index_of(name).map_err(|e| e.to_string())?;
-                        let m = b.column(ci).as_map();
+                    Col::Map(m, keys, values) => {
                         if m.is_null(row) {
                             continue;
                         }
-                        let e = m.value(row);
-                        let k = e.column(0).as_string::<i32>();
-                        let v = e.column(1).as_string::<i32>();
-                        for j in 0..k.len() {
-                            if !v.is_null(j) && !v.value(j).is_empty() {
+                        let (k, v) = (keys.as_string::<i32>(), values.as_string::<i32>());
+                        let offsets = m.value_offsets();
+                        for j in offsets[row] as usize..offsets[row + 1] as usize {
+                            if !k.is_null(j) && !v.is_null(j) && !v.value(j).is_empty() {
                                 labels
                                     .entry(k.value(j).to_owned())
                                     .or_insert_with(|| v.value(j).to_owned());

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod dispatch;
+pub mod error;
 pub mod evaluator;
 pub mod lambda;
 pub mod notify;

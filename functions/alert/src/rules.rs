@@ -10,6 +10,9 @@
 //!   column is the series name (dropped for alerts, replaced by `record` for recording rules);
 //! - `now()` is the evaluation time of the tick, so every replica evaluates the same instant.
 //!
+//! [`check_output`] holds a query's result schema to this contract; the evaluator applies it to
+//! every result and `promlake check rules` to every planned query, so both refuse the same rules.
+//!
 //! ```yaml
 //! groups:
 //!   - name: node
@@ -30,12 +33,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use arrow::datatypes::{DataType, Schema};
+
 use promlake_core::config::Config;
 use promlake_core::config::locate::{self, Seg};
 use promlake_core::duration::PromDuration;
 use promlake_core::labels::is_legacy_metric_name;
 use serde::Deserialize;
 
+use crate::error::AlertError;
 use crate::template::Template;
 
 /// A rule file.
@@ -296,6 +302,73 @@ pub fn parse_text(text: &str, file: &str) -> Result<RuleFile, Vec<RuleError>> {
             message,
         })
         .collect())
+}
+
+/// A text type, as label names and values need.
+fn is_text(t: &DataType) -> bool {
+    match t {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Dictionary(_, v) => is_text(v),
+        _ => false,
+    }
+}
+
+/// Whether a query result with `schema` follows the rule contract: a numeric `value` column,
+/// label columns that read as text, label maps from text to text. The error says which column is
+/// wrong and why.
+pub fn check_output(schema: &Schema) -> Result<(), String> {
+    let Ok(value) = schema.field_with_name("value") else {
+        return Err("the query returns no `value` column (a rule's SQL must return a numeric column named value)".into());
+    };
+    if !value.data_type().is_numeric() {
+        return Err(format!(
+            "the `value` column is {}, not a number",
+            value.data_type()
+        ));
+    }
+    for f in schema.fields().iter().filter(|f| f.name() != "value") {
+        match f.data_type() {
+            DataType::Map(entries, _) => {
+                let DataType::Struct(kv) = entries.data_type() else {
+                    return Err(format!("column `{}` is a map without entries", f.name()));
+                };
+                let (Some(k), Some(v)) = (kv.first(), kv.get(1)) else {
+                    return Err(format!("column `{}` is a map without entries", f.name()));
+                };
+                if !is_text(k.data_type()) {
+                    return Err(format!(
+                        "column `{}` has {} keys, but a label map must map text to text",
+                        f.name(),
+                        k.data_type()
+                    ));
+                }
+                if !is_text(v.data_type()) {
+                    return Err(format!(
+                        "column `{}` maps to {}, but a label map must map text to text",
+                        f.name(),
+                        v.data_type()
+                    ));
+                }
+            }
+            t if arrow::compute::can_cast_types(t, &DataType::Utf8) => {}
+            t => {
+                return Err(format!(
+                    "column `{}` is {t}, which cannot be a label value",
+                    f.name()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`check_output`] for `rule` of group `group`, with an error naming both.
+pub fn check_rule_output(group: &str, rule: &Rule, schema: &Schema) -> Result<(), AlertError> {
+    check_output(schema).map_err(|reason| AlertError::RuleOutput {
+        group: group.to_owned(),
+        rule: rule.name().to_owned(),
+        reason,
+    })
 }
 
 /// A name safe in object keys, unique per file and group.

@@ -495,3 +495,115 @@ async fn broken_rules_unreachable_receivers_and_foreign_objects_do_not_stop_eval
     let r = e.tick().await;
     assert!(matches!(r[0].outcome, Outcome::Owned { .. }), "{r:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Notifications while receivers are slow or down, senders that die, rule output, group identity.
+
+/// Writes `promlake.yml` (evaluation every `interval`, external label `region=eu`, one receiver
+/// `s` with a webhook per URL, notified at once) and `rules.yml` into `dir`.
+fn small_config(dir: &std::path::Path, interval: &str, rules: &str, urls: &[&str]) -> Arc<Config> {
+    std::fs::write(dir.join("rules.yml"), rules).unwrap();
+    let hooks: Vec<String> = urls.iter().map(|u| format!("{{url: '{u}'}}")).collect();
+    std::fs::write(
+        dir.join("promlake.yml"),
+        format!(
+            "global: {{evaluation_interval: {interval}, external_labels: {{region: eu}}}}\nrule_files: [rules.yml]\nalerting:\n  route: {{receiver: s, group_wait: 0s, group_interval: {interval}, repeat_interval: 1h}}\n  receivers: [{{name: s, webhook_configs: [{}]}}]\n",
+            hooks.join(", ")
+        ),
+    )
+    .unwrap();
+    Arc::new(Config::load(dir.join("promlake.yml")).unwrap())
+}
+
+/// Replicas of one config on one store and manual clock.
+struct Cluster {
+    cfg: Arc<Config>,
+    groups: Vec<rules::LoadedGroup>,
+    store: Arc<dyn ObjectStore>,
+    clock: Arc<ManualClock>,
+    query: Arc<QueryService>,
+}
+
+impl Cluster {
+    fn new(cfg: Arc<Config>, store: Arc<dyn ObjectStore>) -> Self {
+        let groups = rules::load_groups(&cfg).unwrap();
+        let clock = Arc::new(ManualClock::new(T0));
+        let shared: SharedClock = clock.clone();
+        let query = Arc::new(
+            QueryService::new(
+                &cfg,
+                vec![RegionStore {
+                    name: "r".into(),
+                    store: store.clone(),
+                }],
+                shared,
+                &Registry::new(),
+            )
+            .unwrap(),
+        );
+        Self {
+            cfg,
+            groups,
+            store,
+            clock,
+            query,
+        }
+    }
+
+    fn replica(&self, name: &str, send_deadline: Duration) -> Evaluator {
+        self.replica_of(name, send_deadline, self.cfg.clone(), self.groups.clone())
+    }
+
+    fn replica_of(
+        &self,
+        name: &str,
+        send_deadline: Duration,
+        cfg: Arc<Config>,
+        groups: Vec<rules::LoadedGroup>,
+    ) -> Evaluator {
+        let mut opts = EvaluatorOptions::new(name, "r");
+        opts.send_deadline = send_deadline;
+        Evaluator::new(
+            cfg,
+            groups,
+            opts,
+            self.query.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+            &Registry::new(),
+        )
+        .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_output_of_the_wrong_shape_is_a_rule_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_config(
+        dir.path(),
+        "15s",
+        "groups:\n  - name: shapes\n    rules:\n      - alert: MapOfNumbers\n        expr: SELECT map(['a'], [1]) AS m, 1 AS value\n      - record: text:value\n        expr: SELECT 'a' AS instance, 'x' AS value\n      - alert: Good\n        expr: SELECT 'a' AS instance, 1.0 AS value\n",
+        &[],
+    );
+    let c = Cluster::new(cfg, Arc::new(InMemory::new()));
+    let mut e = c.replica("a", Duration::from_secs(1));
+    let r = e.tick().await;
+    assert!(matches!(r[0].outcome, Outcome::Owned { .. }), "{r:?}");
+    let s = e.status();
+    let st = s.read().unwrap();
+    let rules = &st[0].state.as_ref().unwrap().rules;
+    let err = |i: usize| rules[i].last_error.clone().unwrap_or_default();
+    assert_eq!(rules[0].health, "err");
+    assert!(
+        err(0).contains("group \"shapes\", rule \"MapOfNumbers\"") && err(0).contains("`m`"),
+        "{}",
+        err(0)
+    );
+    assert_eq!(rules[1].health, "err");
+    assert!(
+        err(1).contains("rule \"text:value\"") && err(1).contains("not a number"),
+        "{}",
+        err(1)
+    );
+    assert_eq!(rules[2].health, "ok");
+}
