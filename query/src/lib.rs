@@ -15,6 +15,7 @@ pub mod federate;
 pub mod format;
 pub mod guard;
 pub mod http;
+pub mod listener;
 pub mod runtime;
 pub mod selector;
 pub mod service;

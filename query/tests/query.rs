@@ -842,3 +842,54 @@ async fn heavy_queries_are_cancelled_and_do_not_block_others() {
         }
     }
 }
+
+/// What `curl -g 'host/federate?match[]={__name__=~"job:.*"}'` sends: braces and quotes raw in
+/// the request line. Prometheus accepts it; so must promlake, over a real socket.
+#[tokio::test]
+async fn federate_accepts_raw_braces_and_quotes_in_the_query_string() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let now = T0 + 60_000;
+    put_block(
+        mem.as_ref(),
+        "eu1",
+        "a",
+        vec![Sample::new(
+            series("job:up:sum", &[("job", "node")]),
+            now - 1000,
+            2.0,
+        )],
+    )
+    .await;
+    let app = router(AppState {
+        service: Arc::new(service_with("", vec![("eu1", mem)], now)),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(promlake_query::listener::LenientListener(listener), app)
+            .await
+            .unwrap()
+    });
+    for target in [
+        "/federate?match[]={__name__=~\"job:.*\"}",
+        "/federate?match[]=job:up:sum{job=\"node\"}",
+    ] {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        conn.write_all(
+            format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut resp = String::new();
+        conn.read_to_string(&mut resp).await.unwrap();
+        assert!(resp.starts_with("HTTP/1.1 200"), "{target}: {resp}");
+        assert!(
+            resp.contains(&format!(
+                "job:up:sum{{job=\"node\",instance=\"\"}} 2 {}",
+                now - 1000
+            )),
+            "{target}: {resp}"
+        );
+    }
+}

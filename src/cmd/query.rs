@@ -64,7 +64,10 @@ pub async fn serve(a: QueryArgs) -> Result<ExitCode> {
         names.join(", "),
         a.listen
     );
-    axum::serve(listener, promlake_query::router(AppState { service: svc }))
+    axum::serve(
+        promlake_query::listener::LenientListener(listener),
+        promlake_query::router(AppState { service: svc }),
+    )
         .with_graceful_shutdown(common::shutdown_signal())
         .await?;
     Ok(ExitCode::SUCCESS)

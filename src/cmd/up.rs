@@ -82,7 +82,7 @@ pub async fn run(a: UpArgs) -> Result<ExitCode> {
     }
     let mut rx = stop_rx.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
+        axum::serve(promlake_query::listener::LenientListener(listener), app)
             .with_graceful_shutdown(async move {
                 let _ = rx.wait_for(|s| *s).await;
             })
