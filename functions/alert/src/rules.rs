@@ -31,7 +31,7 @@
 //! same way when it lands.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use arrow::datatypes::{DataType, Schema};
 
@@ -110,10 +110,12 @@ impl Rule {
 /// A group loaded from a file, with its effective interval and a key naming its state log.
 #[derive(Clone, Debug)]
 pub struct LoadedGroup {
+    /// Where the file was read (a local path or a URL), for display.
     pub file: PathBuf,
     pub group: RuleGroup,
     pub interval: PromDuration,
-    /// Safe in object keys, unique per (file, group).
+    /// Safe in object keys; the same for every replica that loads this group, however it
+    /// reached the file (see [`config_name`]).
     pub key: String,
 }
 
@@ -371,8 +373,56 @@ pub fn check_rule_output(group: &str, rule: &Rule, schema: &Schema) -> Result<()
     })
 }
 
-/// A name safe in object keys, unique per file and group.
-pub fn group_key(file: &Path, name: &str) -> String {
+/// How a rule file is named in `rule_files`, spelled one way: `.` and `x/..` steps removed,
+/// `/` between steps. Replicas that reach one file through different working directories or
+/// URLs (a local path, `s3://bucket/prefix/`) agree on it.
+pub fn config_name(name: &Path) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut absolute = false;
+    for c in name.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if parts.last().is_some_and(|p| p != "..") {
+                    parts.pop();
+                } else if !absolute {
+                    parts.push("..".into());
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => absolute = true,
+            Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+        }
+    }
+    let joined = parts.join("/");
+    if absolute {
+        format!("/{joined}")
+    } else {
+        joined
+    }
+}
+
+/// The name a file matched by the `rule_files` entry `pattern` goes by: the entry itself, or for
+/// a glob the file's path relative to the config's folder (absolute when the glob is).
+fn matched_name(pattern: &str, path: &Path, base_dir: Option<&Path>) -> String {
+    if !pattern.contains(['*', '?', '[']) {
+        return config_name(Path::new(pattern));
+    }
+    let path = config_name(path);
+    if Path::new(pattern).is_absolute() {
+        return path;
+    }
+    let base = config_name(base_dir.unwrap_or(Path::new(".")));
+    if base.is_empty() {
+        return path;
+    }
+    match path.strip_prefix(&base) {
+        Some(rest) if rest.starts_with('/') => rest[1..].to_owned(),
+        _ => path,
+    }
+}
+
+/// A name safe in object keys, unique per rule file (as [`config_name`] spells it) and group.
+pub fn group_key(file: &str, name: &str) -> String {
     let clean: String = name
         .chars()
         .map(|c| {
@@ -384,7 +434,7 @@ pub fn group_key(file: &Path, name: &str) -> String {
         })
         .take(48)
         .collect();
-    let id = xxhash(&format!("{};{}", file.display(), name));
+    let id = xxhash(&format!("{file};{name}"));
     format!("{clean}-{id:016x}")
 }
 
@@ -410,7 +460,7 @@ pub async fn load_groups_for(
                 Ok(f) => {
                     for g in f.groups {
                         let interval = g.interval.unwrap_or(config.global.evaluation_interval);
-                        let key = group_key(Path::new(&url), &g.name);
+                        let key = group_key(&config_name(Path::new(name)), &g.name);
                         out.push(LoadedGroup {
                             file: PathBuf::from(&url),
                             group: g,
@@ -464,7 +514,10 @@ pub fn load_groups(config: &Config) -> Result<Vec<LoadedGroup>, Vec<RuleError>> 
                 Ok(f) => {
                     for g in f.groups {
                         let interval = g.interval.unwrap_or(config.global.evaluation_interval);
-                        let key = group_key(&path, &g.name);
+                        let key = group_key(
+                            &matched_name(pattern, &path, config.base_dir.as_deref()),
+                            &g.name,
+                        );
                         out.push(LoadedGroup {
                             file: path.clone(),
                             group: g,
@@ -536,9 +589,43 @@ mod tests {
 
     #[test]
     fn group_keys_are_key_safe_and_distinct() {
-        let a = group_key(Path::new("a.yml"), "my group/1");
-        let b = group_key(Path::new("b.yml"), "my group/1");
+        let a = group_key("a.yml", "my group/1");
+        let b = group_key("b.yml", "my group/1");
         assert_ne!(a, b);
         assert!(a.starts_with("my_group_1-"));
+    }
+
+    #[test]
+    fn rule_files_go_by_one_spelling() {
+        for (given, name) in [
+            ("rules.yml", "rules.yml"),
+            ("./rules.yml", "rules.yml"),
+            ("sub/../rules/./a.yml", "rules/a.yml"),
+            ("../shared/r.yml", "../shared/r.yml"),
+            ("/etc/promlake/./r.yml", "/etc/promlake/r.yml"),
+        ] {
+            assert_eq!(config_name(Path::new(given)), name, "{given}");
+        }
+        let base = Some(Path::new("/srv/./conf"));
+        assert_eq!(
+            matched_name("rules/*.yml", Path::new("/srv/conf/rules/a.yml"), base),
+            "rules/a.yml"
+        );
+        assert_eq!(
+            matched_name("./rules/*.yml", Path::new("/srv/conf/./rules/a.yml"), base),
+            "rules/a.yml"
+        );
+        assert_eq!(
+            matched_name(
+                "rules/*.yml",
+                Path::new("rules/a.yml"),
+                Some(Path::new("."))
+            ),
+            "rules/a.yml"
+        );
+        assert_eq!(
+            matched_name("/abs/*.yml", Path::new("/abs/a.yml"), base),
+            "/abs/a.yml"
+        );
     }
 }

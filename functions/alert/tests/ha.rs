@@ -499,6 +499,71 @@ async fn broken_rules_unreachable_receivers_and_foreign_objects_do_not_stop_eval
 // ---------------------------------------------------------------------------------------------
 // Notifications while receivers are slow or down, senders that die, rule output, group identity.
 
+/// How a test receiver answers.
+#[derive(Clone, Copy)]
+enum Answer {
+    /// 200 at once.
+    Ok,
+    /// 200 after this long.
+    After(Duration),
+    /// 503 until this long after the first request, then 200.
+    UnavailableFor(Duration),
+}
+
+/// A webhook receiver: requests that reached it, and notifications it accepted (answered 200).
+#[derive(Clone, Default)]
+struct Receiver {
+    arrived: Arc<Mutex<usize>>,
+    delivered: Arc<Mutex<Vec<serde_json::Value>>>,
+    first: Arc<Mutex<Option<tokio::time::Instant>>>,
+}
+
+impl Receiver {
+    fn arrived(&self) -> usize {
+        *self.arrived.lock().unwrap()
+    }
+    fn delivered(&self) -> usize {
+        self.delivered.lock().unwrap().len()
+    }
+}
+
+async fn start_receiver(answer: Answer) -> (Receiver, String) {
+    let rx = Receiver::default();
+    let r = rx.clone();
+    let app = Router::new().route(
+        "/hook",
+        post(move |body: String| {
+            let r = r.clone();
+            async move {
+                *r.arrived.lock().unwrap() += 1;
+                let first = *r
+                    .first
+                    .lock()
+                    .unwrap()
+                    .get_or_insert_with(tokio::time::Instant::now);
+                match answer {
+                    Answer::Ok => {}
+                    Answer::After(d) => tokio::time::sleep(d).await,
+                    Answer::UnavailableFor(d) => {
+                        if first.elapsed() < d {
+                            return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                    }
+                }
+                r.delivered
+                    .lock()
+                    .unwrap()
+                    .push(serde_json::from_str(&body).unwrap());
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (rx, format!("http://{addr}/hook"))
+}
+
 /// Writes `promlake.yml` (evaluation every `interval`, external label `region=eu`, one receiver
 /// `s` with a webhook per URL, notified at once) and `rules.yml` into `dir`.
 fn small_config(dir: &std::path::Path, interval: &str, rules: &str, urls: &[&str]) -> Arc<Config> {
@@ -606,4 +671,44 @@ async fn rule_output_of_the_wrong_shape_is_a_rule_error_not_a_panic() {
         err(1)
     );
     assert_eq!(rules[2].health, "ok");
+}
+
+/// The same rule file named three ways: by two configs in one directory (`rules.yml` and
+/// `./rules.yml`, the second config reached through another path) and from beside the config as
+/// a Lambda reads it (a URL). All are one group with one log: one notification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_naming_one_rule_file_differently_deduplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rx, url) = start_receiver(Answer::Ok).await;
+    let cfg = small_config(
+        dir.path(),
+        "15s",
+        "groups:\n  - name: g\n    rules:\n      - alert: Fires\n        expr: SELECT 'a' AS instance, 1.0 AS value\n",
+        &[&url],
+    );
+    let text = std::fs::read_to_string(dir.path().join("promlake.yml"))
+        .unwrap()
+        .replace("rule_files: [rules.yml]", "rule_files: ['./rules.yml']");
+    std::fs::write(dir.path().join("other.yml"), text).unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let other = Arc::new(Config::load(dir.path().join("sub/../other.yml")).unwrap());
+    let mut lambda_cfg = (*cfg).clone();
+    lambda_cfg.base_url = Some(format!("file://{}/", dir.path().display()));
+    let lambda_groups = rules::load_groups_for(&lambda_cfg, &Default::default())
+        .await
+        .unwrap();
+    let c = Cluster::new(cfg, Arc::new(InMemory::new()));
+    let other_groups = rules::load_groups(&other).unwrap();
+    assert_eq!(c.groups[0].key, other_groups[0].key);
+    assert_eq!(c.groups[0].key, lambda_groups[0].key);
+    let d = Duration::from_secs(1);
+    let mut replicas = [
+        c.replica("a", d),
+        c.replica_of("b", d, other, other_groups),
+        c.replica_of("c", d, Arc::new(lambda_cfg), lambda_groups),
+    ];
+    for e in &mut replicas {
+        e.tick().await;
+    }
+    assert_eq!(rx.delivered(), 1);
 }
