@@ -12,6 +12,9 @@
 //!    previous tick that has no sent-marker (the previous owner died mid-send), then sends this
 //!    tick's intents and marks each one sent.
 //!
+//! A rule output block whose PUT fails is kept, under the key chosen for it, and written at the
+//! replica's next tick; a retry that finds it there knows the earlier attempt landed.
+//!
 //! Everything `for`, `keep_firing_for`, `ActiveAt` and notification grouping need is in the
 //! state, so they survive the loss of any replica. Entries older than an hour are deleted.
 
@@ -21,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type};
+use bytes::Bytes;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use promlake_core::block::{self, Sample};
 use promlake_core::clock::{SharedClock, TimestampMs};
@@ -117,6 +121,15 @@ struct Runner {
     interval_ms: i64,
     known: Option<GroupState>,
     ticks: u64,
+    /// Rule output blocks whose PUT failed, retried at every tick until written.
+    unwritten: Vec<PendingOutput>,
+}
+
+/// A rule output block, its key chosen before the first attempt.
+struct PendingOutput {
+    key: BlockKey,
+    bytes: Bytes,
+    rows: u64,
 }
 
 #[derive(Clone)]
@@ -213,6 +226,7 @@ impl Evaluator {
                 g,
                 known: None,
                 ticks: 0,
+                unwritten: Vec::new(),
             })
             .collect();
         let status = Arc::new(RwLock::new(
@@ -283,6 +297,10 @@ impl Evaluator {
                     Outcome::Failed(e.to_string())
                 }
             };
+            // An owner wrote (or tried) its output already; other outcomes retry old output.
+            if !matches!(outcome, Outcome::Owned { .. } | Outcome::Crashed) {
+                self.write_outputs(i).await;
+            }
             if let Ok(mut s) = self.status.write() {
                 s[i].state = self.runners[i].known.clone();
             }
@@ -351,8 +369,9 @@ impl Evaluator {
         self.runners[i].known = Some(state.clone());
         self.runners[i].ticks += 1;
         if !samples.is_empty() {
-            self.write_outputs(samples, t).await;
+            self.queue_output(i, samples, t);
         }
+        self.write_outputs(i).await;
         let group_key = self.runners[i].g.key.clone();
         if let Some(f) = &self.faults
             && f.crash_before_send(&group_key, t)
@@ -696,7 +715,9 @@ impl Evaluator {
         }
     }
 
-    async fn write_outputs(&self, mut samples: Vec<Sample>, t: TimestampMs) {
+    /// Encodes this tick's rule output as a block to write, its key chosen now.
+    fn queue_output(&mut self, i: usize, mut samples: Vec<Sample>, t: TimestampMs) {
+        let group = &self.runners[i].g.group.name;
         match block::encode(&mut samples, &self.opts.region, Shard::ALL, RULES_REPLICA) {
             Ok((meta, bytes)) => {
                 let key = BlockKey {
@@ -707,20 +728,43 @@ impl Evaluator {
                     replica: RULES_REPLICA.into(),
                     id: new_ulid(t),
                 };
-                let opts = PutOptions {
-                    mode: PutMode::Create,
-                    ..Default::default()
-                };
-                if let Err(e) = self
-                    .store
-                    .put_opts(&key.path(), PutPayload::from(bytes), opts)
-                    .await
-                {
-                    tracing::error!(key = %key.path(), error = %e, "writing rule output failed");
+                self.runners[i].unwritten.push(PendingOutput {
+                    key,
+                    bytes,
+                    rows: meta.rows,
+                });
+            }
+            Err(e) => {
+                tracing::error!(group = %group, tick = t, rows = samples.len(), error = %e, "encoding rule output failed; it is lost")
+            }
+        }
+    }
+
+    /// Writes the group's pending output blocks; those that fail stay for the next tick.
+    async fn write_outputs(&mut self, i: usize) {
+        let pending = std::mem::take(&mut self.runners[i].unwritten);
+        let mut still = Vec::new();
+        for b in pending {
+            let path = b.key.path();
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..Default::default()
+            };
+            match self
+                .store
+                .put_opts(&path, PutPayload::from(b.bytes.clone()), opts)
+                .await
+            {
+                // AlreadyExists: an earlier attempt landed and only its answer was lost; the key
+                // is this block's alone.
+                Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+                Err(e) => {
+                    tracing::error!(group = %self.runners[i].g.group.name, key = %path, rows = b.rows, error = %e, "writing rule output failed; kept and retried at the next tick");
+                    still.push(b);
                 }
             }
-            Err(e) => tracing::error!(error = %e, "encoding rule output failed"),
         }
+        self.runners[i].unwritten = still;
     }
 
     async fn cleanup(&self, i: usize, t: TimestampMs) {

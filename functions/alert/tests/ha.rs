@@ -641,6 +641,69 @@ impl Cluster {
     }
 }
 
+/// Rows of `metric` in the region's blocks.
+async fn recorded_rows(store: &dyn ObjectStore, metric: &str) -> usize {
+    let mut rows = 0;
+    for b in catalog::list_blocks(store, "r", None, &mut ListStats::default())
+        .await
+        .unwrap()
+    {
+        let bytes = store
+            .get_opts(&b.meta.location, Default::default())
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let (_, r) = promlake_core::block::decode(b.meta.location.as_ref(), bytes).unwrap();
+        rows += r
+            .iter()
+            .filter(|r| r.labels.metric_name() == metric)
+            .count();
+    }
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_rule_output_survives_a_failed_put() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_config(
+        dir.path(),
+        "15s",
+        "groups:\n  - name: g\n    rules:\n      - record: ticks:total\n        expr: SELECT 'x' AS job, CAST(date_part('epoch', now()) AS DOUBLE) AS value\n",
+        &[],
+    );
+    let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let faulty = Arc::new(InstrumentedStore::new(inner.clone()));
+    let c = Cluster::new(cfg, faulty.clone());
+    let mut e = c.replica("a", Duration::from_secs(1));
+    faulty.set_plan(FaultPlan {
+        fail_puts: 1,
+        put_key_filter: Some("blocks/".into()),
+        ..Default::default()
+    });
+    e.tick().await;
+    assert_eq!(recorded_rows(inner.as_ref(), "ticks:total").await, 0);
+    c.clock.set(T0 + STEP);
+    e.tick().await;
+    assert_eq!(
+        recorded_rows(inner.as_ref(), "ticks:total").await,
+        2,
+        "the failed tick's output is written at the next tick"
+    );
+    // A PUT that landed but whose answer was lost is not written twice.
+    faulty.set_plan(FaultPlan {
+        lose_put_responses: 1,
+        put_key_filter: Some("blocks/".into()),
+        ..Default::default()
+    });
+    c.clock.set(T0 + 2 * STEP);
+    e.tick().await;
+    c.clock.set(T0 + 3 * STEP);
+    e.tick().await;
+    assert_eq!(recorded_rows(inner.as_ref(), "ticks:total").await, 4);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rule_output_of_the_wrong_shape_is_a_rule_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
