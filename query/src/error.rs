@@ -2,7 +2,7 @@
 
 use datafusion::error::DataFusionError;
 
-use crate::table::RegionUnavailable;
+use crate::table::{CorruptBlock, RegionUnavailable};
 
 /// Why a query failed.
 #[derive(Debug, thiserror::Error)]
@@ -70,10 +70,26 @@ impl From<arrow::error::ArrowError> for QueryError {
     }
 }
 
+/// The corrupt block an error names, wherever DataFusion wrapped it.
+fn find_corrupt(e: &DataFusionError) -> Option<String> {
+    match e {
+        DataFusionError::External(inner) => {
+            inner.downcast_ref::<CorruptBlock>().map(|c| c.to_string())
+        }
+        DataFusionError::Context(_, inner) => find_corrupt(inner),
+        DataFusionError::Shared(inner) => find_corrupt(inner),
+        DataFusionError::Diagnostic(_, inner) => find_corrupt(inner),
+        _ => None,
+    }
+}
+
 impl From<DataFusionError> for QueryError {
     fn from(e: DataFusionError) -> Self {
         if let Some(r) = find_region(&e) {
             return QueryError::Unavailable(r);
+        }
+        if let Some(c) = find_corrupt(&e) {
+            return QueryError::Execution(c);
         }
         let root = e.find_root();
         let msg = root.to_string();

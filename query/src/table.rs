@@ -101,6 +101,17 @@ pub struct RegionUnavailable {
     pub source: promlake_core::Error,
 }
 
+/// A stored block that cannot be read as one.
+#[derive(Debug, thiserror::Error)]
+#[error("block {key} is corrupt: {reason}")]
+pub struct CorruptBlock {
+    pub key: String,
+    pub reason: String,
+}
+
+/// `PAR1`, a footer length and `PAR1`: the smallest Parquet file has more.
+const MIN_PARQUET_BYTES: u64 = 12;
+
 fn region_field() -> FieldRef {
     Arc::new(Field::new(COL_REGION, DataType::Utf8, false))
 }
@@ -238,6 +249,16 @@ impl TableProvider for BlocksTable {
                 .collect();
             if found.is_empty() {
                 continue;
+            }
+            // An object too short to be Parquet would be read as an empty file: report it.
+            if let Some(b) = found.iter().find(|b| b.meta.size < MIN_PARQUET_BYTES) {
+                return Err(DataFusionError::External(Box::new(CorruptBlock {
+                    key: b.meta.location.to_string(),
+                    reason: format!(
+                        "{} bytes, too short to be a Parquet file (at least {MIN_PARQUET_BYTES})",
+                        b.meta.size
+                    ),
+                })));
             }
             self.stats
                 .files

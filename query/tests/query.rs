@@ -893,3 +893,38 @@ async fn federate_accepts_raw_braces_and_quotes_in_the_query_string() {
         );
     }
 }
+
+/// A zero-byte object under a block key was read as an empty block: its rows silently missing.
+#[tokio::test]
+async fn a_truncated_block_is_an_error_naming_its_key() {
+    let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    day_of_data(mem.as_ref()).await;
+    let key = BlockKey {
+        region: "eu1".into(),
+        min_ts: T0 + 5 * H,
+        max_ts: T0 + 5 * H + 1000,
+        shard: Shard::ALL,
+        replica: "a".into(),
+        id: new_ulid(T0 + 5 * H + 1000),
+    };
+    for bytes in [&b""[..], &b"PAR1"[..]] {
+        object_store::ObjectStoreExt::put(
+            mem.as_ref(),
+            &key.path(),
+            PutPayload::from(bytes.to_vec()),
+        )
+        .await
+        .unwrap();
+        let svc = service_with("", vec![("eu1", mem.clone())], T0 + 25 * H);
+        let e = svc.sql("SELECT count(*) FROM samples").await.unwrap_err();
+        assert_eq!(e.status(), 422, "{e}");
+        assert!(e.to_string().contains(key.path().as_ref()), "{e}");
+        assert!(e.to_string().contains("corrupt"), "{e}");
+        // Outside its hour, queries do not touch it.
+        let (_, b) = svc
+            .sql("SELECT count(*) FROM samples WHERE timestamp < TIMESTAMP '2026-11-24T02:00:00Z'")
+            .await
+            .unwrap();
+        assert_eq!(i64s(&b, 0), vec![2 * 60 * 4]);
+    }
+}
