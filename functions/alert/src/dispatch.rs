@@ -423,6 +423,7 @@ pub fn dispatch(
                         firing.len(),
                         resolved.len()
                     ),
+                    deadline_ms: 0,
                 });
                 *next_id += 1;
                 g.sent[i] = Some(entry);

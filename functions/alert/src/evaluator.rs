@@ -8,9 +8,14 @@
 //!    or read from the log after a gap), computing alert transitions, recording-rule samples and
 //!    the notifications due (as intents);
 //! 3. race to create the tick's entry (`PutMode::Create`). The loser adopts the winner's state;
-//!    the winner owns the tick: it writes the rule output block, resends any intent of the
-//!    previous tick that has no sent-marker (the previous owner died mid-send), then sends this
-//!    tick's intents and marks each one sent.
+//!    the winner owns the tick: it writes the rule output block, then sends this tick's intents
+//!    and marks each one sent.
+//!
+//! Intents of earlier ticks without a sent-marker are carried in the state from tick to tick.
+//! While the deadline written in one is ahead, it still belongs to its sender (which may be
+//! waiting on a slow receiver) and nobody else sends it; once the deadline has passed (its
+//! sender died, or gave up on a receiver that was down), the next owner takes it over with a
+//! deadline of its own and sends it. See [`crate::notify`].
 //!
 //! A rule output block whose PUT fails is kept, under the key chosen for it, and written at the
 //! replica's next tick; a retry that finds it there knows the earlier attempt landed.
@@ -40,7 +45,9 @@ use crate::dispatch::{self, Outgoing, Route};
 pub use crate::error::AlertError;
 use crate::notify::{self, Intent, IntentKind};
 use crate::rules::{self, LoadedGroup, Rule};
-use crate::state::{self, Alert, AlertStatus, EvalContext, GroupState, RuleHealth, SeriesRow};
+use crate::state::{
+    self, Alert, AlertStatus, CarriedIntent, EvalContext, GroupState, RuleHealth, SeriesRow,
+};
 
 /// How an evaluator runs.
 #[derive(Clone, Debug)]
@@ -49,7 +56,8 @@ pub struct EvaluatorOptions {
     pub region: String,
     /// Alerts still firing are sent to Alertmanagers again after this (Prometheus: 1m).
     pub resend_delay: Duration,
-    /// Longest a notification is retried within a tick.
+    /// Longest a notification is retried by the replica that sends it. The deadline it implies
+    /// is written in the intent: until then no other replica sends it.
     pub send_deadline: Duration,
     /// Log entries (and sent markers) older than this are deleted.
     pub log_retention: Duration,
@@ -348,9 +356,14 @@ impl Evaluator {
             return Ok(Outcome::Adopted);
         }
         let prev = self.previous(i, t).await?;
-        let carried = self.unmarked(i, t, &prev).await?;
         let (mut state, samples) = self.evaluate(i, t, &prev).await;
-        state.carried = carried;
+        // The notifications decided now belong to this replica until `deadline`, if it wins.
+        let now = self.clock.now_ms();
+        let deadline = now + self.opts.send_deadline.as_millis() as i64;
+        for intent in &mut state.intents {
+            intent.deadline_ms = deadline;
+        }
+        state.carried = self.outstanding(i, t, now, deadline, &prev).await?;
         let body = state.encode();
         let owned = match self.runners[i]
             .log
@@ -373,33 +386,35 @@ impl Evaluator {
         }
         self.write_outputs(i).await;
         let group_key = self.runners[i].g.key.clone();
+        // Sending stops at the deadline written in the intents.
+        let budget = Duration::from_millis((deadline - self.clock.now_ms()).max(0) as u64)
+            .min(self.opts.send_deadline);
         if let Some(f) = &self.faults
             && f.crash_before_send(&group_key, t)
         {
             return Ok(Outcome::Crashed);
         }
-        // Earlier notifications nobody marked sent.
-        let mut resent = 0;
-        for c in &state.carried {
-            tracing::warn!(group = %group_key, tick = c.tick_ms, intent = %c.intent.description, "sending a notification decided at an earlier tick and not marked sent");
-            if self.deliver(&group_key, c.tick_ms, &c.intent).await {
-                resent += 1;
-                self.stats.resent.inc();
-            }
+        // Earlier notifications whose sender's deadline passed without a sent-marker.
+        let taken: Vec<&CarriedIntent> = state.carried.iter().filter(|c| c.taken_over).collect();
+        for c in &taken {
+            tracing::warn!(group = %group_key, tick = c.tick_ms, intent = %c.intent.description, "sending a notification decided at an earlier tick: its sender's deadline passed and it is not marked sent");
         }
-        let mut sent = 0;
-        let mut failed = 0;
+        let resends = taken
+            .iter()
+            .map(|c| self.deliver(&group_key, c.tick_ms, &c.intent, budget));
         let sends = state
             .intents
             .iter()
-            .map(|intent| self.deliver(&group_key, t, intent));
-        for ok in futures::future::join_all(sends).await {
-            if ok {
-                sent += 1;
-            } else {
-                failed += 1;
-            }
-        }
+            .map(|intent| self.deliver(&group_key, t, intent, budget));
+        let (resends, sends) = futures::future::join(
+            futures::future::join_all(resends),
+            futures::future::join_all(sends),
+        )
+        .await;
+        let resent = resends.iter().filter(|ok| **ok).count();
+        self.stats.resent.inc_by(resent as u64);
+        let sent = sends.iter().filter(|ok| **ok).count();
+        let failed = sends.len() - sent;
         if self.runners[i].ticks.is_multiple_of(60) {
             self.cleanup(i, t).await;
         }
@@ -425,14 +440,18 @@ impl Evaluator {
         }
     }
 
-    /// The notifications of `prev` (its own and those it carried) that have no sent-marker; those
-    /// older than the log retention are given up, with an error.
-    async fn unmarked(
+    /// The notifications of `prev` (its own and those it carried) that have no sent-marker. Those
+    /// whose deadline passed before `now` are taken over, with `deadline`; the others still
+    /// belong to their sender and are carried along as they are. Those older than the log
+    /// retention are given up, with an error.
+    async fn outstanding(
         &self,
         i: usize,
         t: TimestampMs,
+        now: TimestampMs,
+        deadline: TimestampMs,
         prev: &Option<GroupState>,
-    ) -> Result<Vec<crate::state::CarriedIntent>, promlake_core::Error> {
+    ) -> Result<Vec<CarriedIntent>, promlake_core::Error> {
         let Some(p) = prev else {
             return Ok(Vec::new());
         };
@@ -442,12 +461,13 @@ impl Evaluator {
             .carried
             .iter()
             .cloned()
-            .chain(p.intents.iter().map(|intent| crate::state::CarriedIntent {
+            .chain(p.intents.iter().map(|intent| CarriedIntent {
                 tick_ms: p.tick_ms,
                 intent: intent.clone(),
+                taken_over: false,
             }));
         let mut out = Vec::new();
-        for c in candidates {
+        for mut c in candidates {
             let marker =
                 keys::alert_sent_marker(&self.opts.region, key, c.tick_ms as u64, c.intent.id);
             match self.store.head(&marker).await {
@@ -455,7 +475,13 @@ impl Evaluator {
                 Err(object_store::Error::NotFound { .. }) if c.tick_ms < horizon => {
                     tracing::error!(group = %key, tick = c.tick_ms, intent = %c.intent.description, "giving up a notification that could not be delivered within the log retention");
                 }
-                Err(object_store::Error::NotFound { .. }) => out.push(c),
+                Err(object_store::Error::NotFound { .. }) => {
+                    c.taken_over = now > c.intent.deadline_ms;
+                    if c.taken_over {
+                        c.intent.deadline_ms = deadline;
+                    }
+                    out.push(c);
+                }
                 Err(e) => return Err(promlake_core::Error::store(&marker, e)),
             }
         }
@@ -626,6 +652,7 @@ impl Evaluator {
                             url: url.clone(),
                             body: body.clone(),
                             description: format!("{} alert(s) to {url}", due.len()),
+                            deadline_ms: 0,
                         });
                         next_id += 1;
                     }
@@ -685,8 +712,14 @@ impl Evaluator {
             .unwrap_or_else(|| "http://localhost:9090".to_owned())
     }
 
-    async fn deliver(&self, group_key: &str, tick: TimestampMs, intent: &Intent) -> bool {
-        match notify::send(&self.http, intent, self.opts.send_deadline).await {
+    async fn deliver(
+        &self,
+        group_key: &str,
+        tick: TimestampMs,
+        intent: &Intent,
+        budget: Duration,
+    ) -> bool {
+        match notify::send(&self.http, intent, budget).await {
             Ok(_) => {
                 self.stats.sent.inc();
                 let marker =
@@ -709,7 +742,7 @@ impl Evaluator {
             }
             Err(e) => {
                 self.stats.send_failures.inc();
-                tracing::warn!(intent = %intent.description, error = %e, "notification not delivered; the next tick's owner retries it");
+                tracing::warn!(group = %group_key, tick, intent = %intent.description, error = %e, "notification not delivered by its deadline; a later tick's owner retries it");
                 false
             }
         }

@@ -1,7 +1,12 @@
 //! Notifications: written as intents in the tick's state before they are sent, sent with retries,
-//! and marked sent afterwards (a create-only marker object). The owner of the next tick resends
-//! any intent of the previous tick that has no marker, so a notification survives the loss of the
-//! replica that decided it: at least once, and exactly once while nothing crashes.
+//! and marked sent afterwards (a create-only marker object).
+//!
+//! An intent names its sender's deadline: the sender stops trying by then, and until then the
+//! intent is its sender's alone. A later tick's owner that finds an intent without a marker
+//! leaves it alone while its deadline is ahead (the sender may still be waiting on a slow
+//! receiver), and takes it over, with a deadline of its own, once the deadline has passed (the
+//! sender died or gave up). So a notification survives the loss of the replica that decided it
+//! (at least once), and a slow or failing receiver never gets it twice while nothing crashes.
 
 use std::time::Duration;
 
@@ -27,21 +32,32 @@ pub struct Intent {
     pub body: String,
     /// For logs: receiver, group, counts.
     pub description: String,
+    /// Until when (ms since the epoch, by the evaluators' clock) the intent belongs to the
+    /// replica sending it. Entries written before deadlines existed read as 0: long past.
+    #[serde(default)]
+    pub deadline_ms: i64,
 }
 
-/// POSTs an intent, retrying with backoff (250 ms doubling) until it succeeds or `deadline`
-/// passes. The error is the last failure.
+/// POSTs an intent, retrying with backoff (250 ms doubling) until it succeeds or `budget` is
+/// spent; no attempt outlasts the budget. The error is the last failure.
 pub async fn send(
     client: &reqwest::Client,
     intent: &Intent,
-    deadline: Duration,
+    budget: Duration,
 ) -> Result<u32, String> {
+    let deadline = budget;
     let started = tokio::time::Instant::now();
     let mut backoff = Duration::from_millis(250);
     let mut attempts = 0u32;
     loop {
-        attempts += 1;
         let left = deadline.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return Err(format!(
+                "{}: no time left before the send deadline (after {attempts} attempts)",
+                intent.url
+            ));
+        }
+        attempts += 1;
         let res = client
             .post(&intent.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -50,7 +66,7 @@ pub async fn send(
                 concat!("promlake/", env!("CARGO_PKG_VERSION")),
             )
             .body(intent.body.clone())
-            .timeout(left.max(Duration::from_millis(100)))
+            .timeout(left)
             .send()
             .await;
         let err = match res {

@@ -87,8 +87,9 @@ pub struct GroupState {
     /// Notifications due this tick, written before they are sent.
     #[serde(default)]
     pub intents: Vec<crate::notify::Intent>,
-    /// Notifications of earlier ticks found unmarked when this tick was evaluated: the owner of
-    /// this tick sends them again (their owner crashed, or the receiver was down).
+    /// Notifications of earlier ticks found unmarked when this tick was evaluated: those
+    /// `taken_over` (their sender's deadline passed: it crashed, or the receiver was down) the
+    /// owner of this tick sends; the others still belong to their sender.
     #[serde(default)]
     pub carried: Vec<CarriedIntent>,
 }
@@ -97,7 +98,11 @@ pub struct GroupState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CarriedIntent {
     pub tick_ms: i64,
+    /// Its deadline is that of the replica it belongs to now.
     pub intent: crate::notify::Intent,
+    /// Whether the owner of the tick carrying it took it over (and sends it).
+    #[serde(default)]
+    pub taken_over: bool,
 }
 
 impl GroupState {

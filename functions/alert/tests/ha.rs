@@ -564,6 +564,17 @@ async fn start_receiver(answer: Answer) -> (Receiver, String) {
     (rx, format!("http://{addr}/hook"))
 }
 
+/// Polls `cond` until it holds (a bound on waiting, not an assertion on time).
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..6000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("waited a minute for {what}");
+}
+
 /// Writes `promlake.yml` (evaluation every `interval`, external label `region=eu`, one receiver
 /// `s` with a webhook per URL, notified at once) and `rules.yml` into `dir`.
 fn small_config(dir: &std::path::Path, interval: &str, rules: &str, urls: &[&str]) -> Arc<Config> {
@@ -639,6 +650,180 @@ impl Cluster {
         )
         .unwrap()
     }
+}
+
+/// Records the ticks at which a replica, owning them, is about to send (and never crashes).
+#[derive(Default)]
+struct Sending(Mutex<Vec<i64>>);
+
+impl Faults for Sending {
+    fn crash_before_send(&self, _group: &str, tick: i64) -> bool {
+        self.0.lock().unwrap().push(tick);
+        false
+    }
+}
+
+/// Crashes every replica that owns a tick, after its intents are written.
+struct AlwaysCrash;
+
+impl Faults for AlwaysCrash {
+    fn crash_before_send(&self, _group: &str, _tick: i64) -> bool {
+        true
+    }
+}
+
+/// One replica as a process: idle, or inside a tick (which may be sending for a while).
+struct Proc {
+    idle: Option<Evaluator>,
+    busy: Option<(i64, tokio::task::JoinHandle<Evaluator>)>,
+    sending: Arc<Sending>,
+}
+
+impl Proc {
+    fn done(&mut self) -> bool {
+        self.busy.as_ref().is_some_and(|(_, h)| h.is_finished())
+    }
+}
+
+/// Moves the clock to `t` and lets every idle replica tick; returns once the tick is decided and
+/// every replica that started it has finished or is sending (receivers may keep it there).
+async fn step(procs: &mut [Proc], clock: &ManualClock, t: i64) {
+    clock.set(t);
+    for p in procs.iter_mut() {
+        if let Some(mut e) = p.idle.take() {
+            p.busy = Some((
+                t,
+                tokio::spawn(async move {
+                    let r = e.tick().await;
+                    assert!(
+                        r.iter().all(|r| !matches!(r.outcome, Outcome::Failed(_))),
+                        "{r:?}"
+                    );
+                    e
+                }),
+            ));
+        }
+    }
+    loop {
+        for p in procs.iter_mut() {
+            if p.done() {
+                let (_, h) = p.busy.take().unwrap();
+                p.idle = Some(h.await.unwrap());
+            }
+        }
+        let settled = procs.iter().all(|p| match &p.busy {
+            None => true,
+            Some((started, _)) => *started != t || p.sending.0.lock().unwrap().contains(&t),
+        });
+        if settled {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn drain(procs: &mut [Proc]) {
+    for p in procs.iter_mut() {
+        if let Some((_, h)) = p.busy.take() {
+            p.idle = Some(h.await.unwrap());
+        }
+    }
+}
+
+/// The scenario: three replicas evaluating every 2 s, one receiver answering after 3 s,
+/// one answering 503 for 5 s. While the first owner is still inside its send retries, later
+/// ticks' owners must leave its notifications alone: each receiver gets exactly one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_unavailable_receivers_get_each_notification_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (slow, slow_url) = start_receiver(Answer::After(Duration::from_secs(3))).await;
+    let (down, down_url) = start_receiver(Answer::UnavailableFor(Duration::from_secs(5))).await;
+    let cfg = small_config(
+        dir.path(),
+        "2s",
+        "groups:\n  - name: g\n    rules:\n      - alert: Fires\n        expr: SELECT 'a' AS instance, 1.0 AS value\n",
+        &[&slow_url, &down_url],
+    );
+    let c = Cluster::new(cfg, Arc::new(InMemory::new()));
+    let mut procs: Vec<Proc> = ["a", "b", "c"]
+        .iter()
+        .map(|n| {
+            let sending = Arc::new(Sending::default());
+            Proc {
+                idle: Some(
+                    c.replica(n, Duration::from_secs(10))
+                        .with_faults(sending.clone()),
+                ),
+                busy: None,
+                sending,
+            }
+        })
+        .collect();
+    step(&mut procs, &c.clock, T0).await;
+    wait_for("both receivers to be asked", || {
+        slow.arrived() >= 1 && down.arrived() >= 1
+    })
+    .await;
+    // Three more ticks while the first owner is sending; the clock stays before its deadline
+    // (T0 + 10 s), so its notifications are still its own.
+    for k in 1..=3 {
+        step(&mut procs, &c.clock, T0 + k * 2000).await;
+    }
+    drain(&mut procs).await;
+    // Well past the deadline: notifications marked sent are never sent again.
+    for k in 4..=10 {
+        step(&mut procs, &c.clock, T0 + k * 2000).await;
+    }
+    drain(&mut procs).await;
+    assert_eq!(slow.delivered(), 1, "the slow receiver got it once");
+    assert_eq!(slow.arrived(), 1, "and was asked once");
+    assert_eq!(down.delivered(), 1, "the unavailable receiver got it once");
+}
+
+/// A sender that dies after writing its intents: nobody sends them before its deadline, and a
+/// later tick's owner sends them once it has passed (at least once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_senders_notification_is_sent_once_its_deadline_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rx, url) = start_receiver(Answer::Ok).await;
+    let cfg = small_config(
+        dir.path(),
+        "2s",
+        "groups:\n  - name: g\n    rules:\n      - alert: Fires\n        expr: SELECT 'a' AS instance, 1.0 AS value\n",
+        &[&url],
+    );
+    let c = Cluster::new(cfg, Arc::new(InMemory::new()));
+    let deadline = Duration::from_secs(10);
+    let mut dying = c.replica("a", deadline).with_faults(Arc::new(AlwaysCrash));
+    let r = dying.tick().await;
+    assert_eq!(r[0].outcome, Outcome::Crashed);
+    drop(dying);
+    let mut b = c.replica("b", deadline);
+    let mut cc = c.replica("c", deadline);
+    let mut k = 1;
+    while T0 + k * 2000 <= T0 + 10_000 {
+        c.clock.set(T0 + k * 2000);
+        b.tick().await;
+        cc.tick().await;
+        assert_eq!(
+            rx.delivered(),
+            0,
+            "not before the dead sender's deadline (tick {k})"
+        );
+        k += 1;
+    }
+    for k in k..k + 5 {
+        c.clock.set(T0 + k * 2000);
+        cc.tick().await;
+        b.tick().await;
+    }
+    assert_eq!(
+        rx.delivered(),
+        1,
+        "sent once after the deadline, and only once"
+    );
+    let body = &rx.delivered.lock().unwrap()[0];
+    assert_eq!(body["alerts"][0]["labels"]["alertname"], "Fires");
 }
 
 /// Rows of `metric` in the region's blocks.
