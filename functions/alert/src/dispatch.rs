@@ -4,9 +4,10 @@
 //! `repeat_interval`, resolved notifications per webhook's `send_resolved`, and Alertmanager's
 //! webhook payload (version 4).
 //!
-//! The state of every notification group lives in the rule group's tick state, so whichever
-//! replica owns the next tick continues it. Notifications happen at evaluation ticks, so timings
-//! are rounded up to the evaluation interval. Alerts are grouped within their rule group.
+//! The state of every notification group ([`DispatchGroup`]) lives in the rule group's tick
+//! state, so whichever replica owns the next tick continues it. Notifications happen at
+//! evaluation ticks, so timings are rounded up to the evaluation interval. Alerts are grouped
+//! within their rule group.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,30 +15,10 @@ use promlake_core::config::route::{
     DEFAULT_GROUP_INTERVAL, DEFAULT_GROUP_WAIT, DEFAULT_REPEAT_INTERVAL,
 };
 use promlake_core::config::{Matcher, ReceiverConfig, RouteConfig};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::notify::{Intent, IntentKind};
-use crate::state::{Alert, AlertStatus};
-
-/// The last notification of a group to one webhook (Alertmanager's notification log entry).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NotifyEntry {
-    pub at_ms: i64,
-    pub firing: Vec<u64>,
-    pub resolved: Vec<u64>,
-}
-
-/// A notification group.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DispatchGroup {
-    /// Alertmanager's group key: `<route key>:<group labels>`.
-    pub key: String,
-    pub receiver: String,
-    pub group_labels: BTreeMap<String, String>,
-    pub next_flush_ms: i64,
-    /// One entry per webhook of the receiver.
-    pub sent: Vec<Option<NotifyEntry>>,
-}
+use crate::state::{Alert, AlertStatus, DispatchGroup, NotifyEntry};
 
 #[derive(Clone, Debug)]
 enum GroupBy {

@@ -83,7 +83,7 @@ pub struct GroupState {
     pub rules: Vec<RuleHealth>,
     /// Notification groups of promlake's own routing (Alertmanager semantics).
     #[serde(default)]
-    pub dispatch: Vec<crate::dispatch::DispatchGroup>,
+    pub dispatch: Vec<DispatchGroup>,
     /// Notifications due this tick, written before they are sent.
     #[serde(default)]
     pub intents: Vec<crate::notify::Intent>,
@@ -92,6 +92,26 @@ pub struct GroupState {
     /// owner of this tick sends; the others still belong to their sender.
     #[serde(default)]
     pub carried: Vec<CarriedIntent>,
+}
+
+/// The last notification of a group to one webhook (Alertmanager's notification log entry).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyEntry {
+    pub at_ms: i64,
+    pub firing: Vec<u64>,
+    pub resolved: Vec<u64>,
+}
+
+/// A notification group of promlake's own routing ([`crate::dispatch`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DispatchGroup {
+    /// Alertmanager's group key: `<route key>:<group labels>`.
+    pub key: String,
+    pub receiver: String,
+    pub group_labels: BTreeMap<String, String>,
+    pub next_flush_ms: i64,
+    /// One entry per webhook of the receiver.
+    pub sent: Vec<Option<NotifyEntry>>,
 }
 
 /// A notification decided at an earlier tick and not known to be delivered.
