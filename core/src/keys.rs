@@ -4,6 +4,8 @@
 //! ```text
 //! blocks/region=<r>/day=<YYYY-MM-DD>/hour=<HH>/<min_ts>-<max_ts>-<KofN>-<replica>-<ulid>.parquet
 //! state/scrape/region=<r>/shard=<KofN>/replica=<replica>/<seq:020>.json.zst
+//! state/alerts/region=<r>/group=<group key>/<tick:020>.json
+//! state/alerts/region=<r>/sent/group=<group key>/<tick:020>/<id>
 //! ```
 //!
 //! Keys are relative to the storage URL's prefix.
@@ -208,7 +210,7 @@ impl LogDir {
     }
 
     /// The state log of one alert rule group.
-    pub fn alert_group(region: &str, group_key: &str) -> Self {
+    pub fn alert_group(region: &str, group_key: &AlertGroupKey) -> Self {
         Self(Path::from(format!(
             "state/alerts/region={region}/group={group_key}"
         )))
@@ -236,18 +238,83 @@ impl LogDir {
     }
 }
 
-/// The marker saying notification `id` decided at `tick` by a rule group was sent.
-pub fn alert_sent_marker(region: &str, group_key: &str, tick: u64, id: u32) -> Path {
-    Path::from(format!(
-        "state/alerts/region={region}/sent/group={group_key}/{tick:020}/{id}"
-    ))
+/// The key of an alert rule group, under which its state log and sent markers live: a name
+/// safe in keys, from the rule file's name as configured and the group's name, so every replica
+/// that loads the group agrees on it however it reached the file.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AlertGroupKey(String);
+
+impl AlertGroupKey {
+    /// The key of group `group` of the rule file named `file`.
+    pub fn new(file: &str, group: &str) -> Self {
+        let clean: String = group
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(48)
+            .collect();
+        let id = crate::labels::hash_pairs([(format!("{file};{group}").as_str(), "")].into_iter());
+        Self(format!("{clean}-{id:016x}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
-/// The folder of a rule group's sent markers.
-pub fn alert_sent_dir(region: &str, group_key: &str) -> Path {
-    Path::from(format!(
-        "state/alerts/region={region}/sent/group={group_key}"
-    ))
+impl fmt::Display for AlertGroupKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The marker saying notification `id` decided at `tick` by a rule group was sent:
+/// `state/alerts/region=<r>/sent/group=<key>/<tick:020>/<id>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentMarker {
+    pub region: String,
+    pub group: AlertGroupKey,
+    pub tick: u64,
+    pub id: u32,
+}
+
+impl SentMarker {
+    /// The folder of a rule group's sent markers.
+    pub fn dir(region: &str, group: &AlertGroupKey) -> Path {
+        Path::from(format!("state/alerts/region={region}/sent/group={group}"))
+    }
+
+    pub fn path(&self) -> Path {
+        Self::dir(&self.region, &self.group)
+            .join(format!("{:020}", self.tick))
+            .join(self.id.to_string())
+    }
+
+    /// A marker key; `None` for any other key.
+    pub fn parse(path: &Path) -> Option<SentMarker> {
+        let parts: Vec<_> = path.parts().collect();
+        let [state, alerts, region, sent, group, tick, id] = parts.as_slice() else {
+            return None;
+        };
+        if state.as_ref() != "state" || alerts.as_ref() != "alerts" || sent.as_ref() != "sent" {
+            return None;
+        }
+        let tick = tick.as_ref();
+        if tick.len() != 20 {
+            return None;
+        }
+        Some(SentMarker {
+            region: region.as_ref().strip_prefix("region=")?.to_owned(),
+            group: AlertGroupKey(group.as_ref().strip_prefix("group=")?.to_owned()),
+            tick: tick.parse().ok()?,
+            id: id.as_ref().parse().ok()?,
+        })
+    }
 }
 
 /// A ULID from the injected clock's time and fresh randomness.
@@ -258,6 +325,37 @@ pub fn new_ulid(now_ms: TimestampMs) -> Ulid {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alert_keys_round_trip() {
+        let g = AlertGroupKey::new("rules/a.yml", "my group/1");
+        assert!(g.as_str().starts_with("my_group_1-"), "{g}");
+        assert_ne!(g, AlertGroupKey::new("rules/b.yml", "my group/1"));
+        let m = SentMarker {
+            region: "eu".into(),
+            group: g.clone(),
+            tick: 1_795_478_400_000,
+            id: 3,
+        };
+        let p = m.path();
+        assert_eq!(
+            p.as_ref(),
+            format!("state/alerts/region=eu/sent/group={g}/00000001795478400000/3")
+        );
+        assert_eq!(SentMarker::parse(&p), Some(m));
+        assert!(p.as_ref().starts_with(SentMarker::dir("eu", &g).as_ref()));
+        assert_eq!(
+            LogDir::alert_group("eu", &g).path().as_ref(),
+            format!("state/alerts/region=eu/group={g}")
+        );
+        for other in [
+            "state/alerts/region=eu/group=g-1/00000001795478400000.json",
+            "state/alerts/region=eu/sent/group=g-1/1795478400000/3",
+            "state/alerts/region=eu/sent/group=g-1/00000001795478400000/x",
+        ] {
+            assert_eq!(SentMarker::parse(&Path::from(other)), None, "{other}");
+        }
+    }
 
     #[test]
     fn block_keys_round_trip() {

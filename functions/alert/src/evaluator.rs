@@ -34,7 +34,9 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use promlake_core::block::{self, Sample};
 use promlake_core::clock::{SharedClock, TimestampMs};
 use promlake_core::config::Config;
-use promlake_core::keys::{self, BlockKey, LogDir, RULES_REPLICA, new_ulid};
+use promlake_core::keys::{
+    self, AlertGroupKey, BlockKey, LogDir, RULES_REPLICA, SentMarker, new_ulid,
+};
 use promlake_core::labels::Labels;
 use promlake_core::log::{Appended, CreateOnlyLog};
 use promlake_core::shard::Shard;
@@ -390,7 +392,7 @@ impl Evaluator {
         let budget = Duration::from_millis((deadline - self.clock.now_ms()).max(0) as u64)
             .min(self.opts.send_deadline);
         if let Some(f) = &self.faults
-            && f.crash_before_send(&group_key, t)
+            && f.crash_before_send(group_key.as_str(), t)
         {
             return Ok(Outcome::Crashed);
         }
@@ -468,8 +470,7 @@ impl Evaluator {
             }));
         let mut out = Vec::new();
         for mut c in candidates {
-            let marker =
-                keys::alert_sent_marker(&self.opts.region, key, c.tick_ms as u64, c.intent.id);
+            let marker = self.sent_marker(key, c.tick_ms, c.intent.id);
             match self.store.head(&marker).await {
                 Ok(_) => {}
                 Err(object_store::Error::NotFound { .. }) if c.tick_ms < horizon => {
@@ -712,9 +713,25 @@ impl Evaluator {
             .unwrap_or_else(|| "http://localhost:9090".to_owned())
     }
 
+    /// The marker of notification `id` decided at `tick` by group `group`.
+    fn sent_marker(
+        &self,
+        group: &AlertGroupKey,
+        tick: TimestampMs,
+        id: u32,
+    ) -> object_store::path::Path {
+        SentMarker {
+            region: self.opts.region.clone(),
+            group: group.clone(),
+            tick: tick as u64,
+            id,
+        }
+        .path()
+    }
+
     async fn deliver(
         &self,
-        group_key: &str,
+        group_key: &AlertGroupKey,
         tick: TimestampMs,
         intent: &Intent,
         budget: Duration,
@@ -722,8 +739,7 @@ impl Evaluator {
         match notify::send(&self.http, intent, budget).await {
             Ok(_) => {
                 self.stats.sent.inc();
-                let marker =
-                    keys::alert_sent_marker(&self.opts.region, group_key, tick as u64, intent.id);
+                let marker = self.sent_marker(group_key, tick, intent.id);
                 let opts = PutOptions {
                     mode: PutMode::Create,
                     ..Default::default()
@@ -806,18 +822,12 @@ impl Evaluator {
         if let Err(e) = r.log.delete_before(before).await {
             tracing::warn!(error = %e, "deleting old rule group state");
         }
-        let dir = keys::alert_sent_dir(&self.opts.region, &r.g.key);
+        let dir = SentMarker::dir(&self.opts.region, &r.g.key);
         let old: Vec<object_store::path::Path> =
             match futures::TryStreamExt::try_collect::<Vec<_>>(self.store.list(Some(&dir))).await {
                 Ok(metas) => metas
                     .into_iter()
-                    .filter(|m| {
-                        m.location
-                            .parts()
-                            .nth(5)
-                            .and_then(|p| p.as_ref().parse::<u64>().ok())
-                            .is_some_and(|tick| tick < before)
-                    })
+                    .filter(|m| SentMarker::parse(&m.location).is_some_and(|s| s.tick < before))
                     .map(|m| m.location)
                     .collect(),
                 Err(_) => Vec::new(),

@@ -38,6 +38,7 @@ use arrow::datatypes::{DataType, Schema};
 use promlake_core::config::Config;
 use promlake_core::config::locate::{self, Seg};
 use promlake_core::duration::PromDuration;
+use promlake_core::keys::AlertGroupKey;
 use promlake_core::labels::is_legacy_metric_name;
 use serde::Deserialize;
 
@@ -114,9 +115,9 @@ pub struct LoadedGroup {
     pub file: PathBuf,
     pub group: RuleGroup,
     pub interval: PromDuration,
-    /// Safe in object keys; the same for every replica that loads this group, however it
+    /// Names its state log; the same for every replica that loads this group, however it
     /// reached the file (see [`config_name`]).
-    pub key: String,
+    pub key: AlertGroupKey,
 }
 
 /// A rule file that Prometheus or promlake would refuse, located.
@@ -421,25 +422,9 @@ fn matched_name(pattern: &str, path: &Path, base_dir: Option<&Path>) -> String {
     }
 }
 
-/// A name safe in object keys, unique per rule file (as [`config_name`] spells it) and group.
-pub fn group_key(file: &str, name: &str) -> String {
-    let clean: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(48)
-        .collect();
-    let id = xxhash(&format!("{file};{name}"));
-    format!("{clean}-{id:016x}")
-}
-
-fn xxhash(s: &str) -> u64 {
-    promlake_core::labels::hash_pairs([(s, "")].into_iter())
+/// The key of group `name` of the rule file `file` (as [`config_name`] spells it).
+pub fn group_key(file: &str, name: &str) -> AlertGroupKey {
+    AlertGroupKey::new(file, name)
 }
 
 /// Every group of the config's `rule_files`: from beside the config object when the config was
@@ -592,7 +577,7 @@ mod tests {
         let a = group_key("a.yml", "my group/1");
         let b = group_key("b.yml", "my group/1");
         assert_ne!(a, b);
-        assert!(a.starts_with("my_group_1-"));
+        assert!(a.as_str().starts_with("my_group_1-"));
     }
 
     #[test]
