@@ -42,6 +42,10 @@ pub enum Error {
     )]
     TimestampOutOfRange { series: String, timestamp_ms: i64 },
 
+    /// Blocks could not be spilled to, or read back from, local disk.
+    #[error("spill file {path}: {message}")]
+    Spill { path: String, message: String },
+
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
 }

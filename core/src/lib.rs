@@ -5,7 +5,8 @@
 //!   errors;
 //! - [`duration`], [`value`]: Prometheus' durations, stale marker and float formatting;
 //! - [`keys`]: every object key shape, built and parsed in one place;
-//! - [`block`]: the Parquet block format;
+//! - [`block`]: the Parquet block format; [`sink`]: the one way writers land samples as blocks
+//!   (buffer, split by hour, create-only PUT, keep what failed, bound, spill);
 //! - [`store`]: object storage from a URL; [`log`]: the create-only log that coordinates
 //!   replicas; [`readonly`]: a store that refuses writes (what queries read through);
 //!   [`faults`]: a request-counting, fault-injecting store wrapper for tests;
@@ -28,6 +29,7 @@ pub mod labels;
 pub mod log;
 pub mod readonly;
 pub mod shard;
+pub mod sink;
 pub mod store;
 pub mod telemetry;
 pub mod testdata;

@@ -35,6 +35,29 @@ pub fn open_storage(cfg: &Config, storage: &StorageConfig) -> Result<Storage> {
     store::open(&url, &StoreOptions::default()).with_context(|| format!("opening storage {url}"))
 }
 
+/// How a long-running scrape worker stops and what it holds meanwhile (`up` and `scrape`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct WorkerFlags {
+    /// Where blocks that storage did not take by the shutdown deadline are written; the next
+    /// start on this machine writes them first.
+    #[arg(long, env = "PROMLAKE_SPILL_DIR", default_value = "promlake-spill")]
+    pub spill_dir: std::path::PathBuf,
+    /// How long a stopping worker keeps trying to write what it holds before spilling it.
+    #[arg(long, default_value = "25s")]
+    pub shutdown_timeout: promlake_core::duration::PromDuration,
+    /// Samples a worker holds at most while storage fails; beyond, the oldest are dropped.
+    #[arg(long, default_value_t = promlake_core::sink::DEFAULT_MAX_PENDING_SAMPLES)]
+    pub max_pending_samples: u64,
+}
+
+impl WorkerFlags {
+    pub fn apply(&self, o: &mut promlake_scrape::worker::WorkerOptions) {
+        o.spill_dir = Some(self.spill_dir.clone());
+        o.shutdown_timeout = self.shutdown_timeout.0;
+        o.max_pending_samples = self.max_pending_samples;
+    }
+}
+
 /// The replica name: the flag, else the `replica` external label, else `0`.
 pub fn replica(cfg: &Config, flag: Option<String>) -> String {
     flag.or_else(|| cfg.global.external_labels.get("replica").cloned())

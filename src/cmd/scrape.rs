@@ -26,6 +26,8 @@ pub struct ScrapeArgs {
     /// One round of scrapes, one flush, then exit (what a Lambda invocation does).
     #[arg(long)]
     once: bool,
+    #[command(flatten)]
+    worker: common::WorkerFlags,
 }
 
 pub async fn run(a: ScrapeArgs) -> Result<ExitCode> {
@@ -34,6 +36,7 @@ pub async fn run(a: ScrapeArgs) -> Result<ExitCode> {
     let storage = common::open_storage(&cfg, &cfg.storage)?;
     let replica = common::replica(&cfg, a.replica);
     let mut opts = WorkerOptions::new(a.shard, &replica, cfg.region());
+    a.worker.apply(&mut opts);
     if a.once {
         opts.state_interval = std::time::Duration::ZERO;
     }
@@ -62,17 +65,32 @@ pub async fn run(a: ScrapeArgs) -> Result<ExitCode> {
             println!("  wrote {}", k);
         }
         if flush.blocks_pending > 0 {
-            eprintln!(
-                "promlake: {} block(s) could not be written to {}",
-                flush.blocks_pending, storage.url
-            );
-            return Ok(ExitCode::FAILURE);
+            let held = worker.sink().pending_samples();
+            return match worker.sink().spill(&a.worker.spill_dir) {
+                Ok(s) => {
+                    eprintln!(
+                        "promlake: {} block(s) could not be written to {}; their {} sample(s) are kept in {} and written first by the next run",
+                        s.blocks,
+                        storage.url,
+                        s.samples,
+                        a.worker.spill_dir.display()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!(
+                        "promlake: {} block(s) could not be written to {} nor spilled ({e}); {held} sample(s) are lost",
+                        flush.blocks_pending, storage.url
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+            };
         }
         return Ok(ExitCode::SUCCESS);
     }
     tracing::info!(shard = %a.shard, replica = %replica, storage = %storage.url, "scrape worker started");
-    let w = worker.run(common::shutdown_signal()).await;
-    if w.stats().blocks_pending.get() > 0.0 {
+    let (_, report) = worker.run(common::shutdown_signal()).await;
+    if report.samples_lost > 0 {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

@@ -28,6 +28,8 @@ pub struct UpArgs {
     /// HA replicas per shard, comma-separated (default: the `replica` external label, else 0).
     #[arg(long, value_delimiter = ',')]
     replicas: Vec<String>,
+    #[command(flatten)]
+    worker: common::WorkerFlags,
 }
 
 pub async fn run(a: UpArgs) -> Result<ExitCode> {
@@ -48,9 +50,11 @@ pub async fn run(a: UpArgs) -> Result<ExitCode> {
     for k in 0..a.shards.max(1) {
         for r in &replicas {
             let shard = Shard::new(k, a.shards.max(1)).map_err(anyhow::Error::msg)?;
+            let mut opts = WorkerOptions::new(shard, r, cfg.region());
+            a.worker.apply(&mut opts);
             let w = Worker::new(
                 cfg.clone(),
-                WorkerOptions::new(shard, r, cfg.region()),
+                opts,
                 storage.store.clone(),
                 Arc::new(SystemClock),
                 &registry,
@@ -111,22 +115,34 @@ pub async fn run(a: UpArgs) -> Result<ExitCode> {
             cfg.rule_files.join(", ")
         );
     }
-    println!("  stop with Ctrl-C: workers flush what they hold before exiting");
+    println!(
+        "  stop with Ctrl-C: workers flush what they hold before exiting (what storage does not take within {} is kept in {})",
+        a.worker.shutdown_timeout,
+        a.worker.spill_dir.display()
+    );
     common::shutdown_signal().await;
     println!("promlake up: stopping");
     let _ = stop_tx.send(true);
-    let mut pending = 0.0;
+    let (mut lost, mut spilled) = (0u64, 0u64);
     for w in workers {
-        if let Ok(w) = w.await {
-            pending += w.stats().blocks_pending.get();
+        if let Ok((_, report)) = w.await {
+            lost += report.samples_lost;
+            spilled += report.samples_spilled;
         }
     }
     for e in evaluators {
         let _ = e.await;
     }
     let _ = server.await;
-    if pending > 0.0 {
-        eprintln!("promlake: {pending} block(s) could not be written");
+    if spilled > 0 {
+        eprintln!(
+            "promlake: {spilled} sample(s) could not be written to {} before the shutdown deadline; kept in {}, written first at the next start",
+            storage.url,
+            a.worker.spill_dir.display()
+        );
+    }
+    if lost > 0 {
+        eprintln!("promlake: {lost} sample(s) could not be written or spilled and are lost");
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

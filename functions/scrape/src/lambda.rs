@@ -13,6 +13,11 @@
 //! {"shard": "1/4", "replica": "a"}
 //! ```
 //!
+//! A Lambda function has no disk that outlives its invocation, so nothing is spilled: blocks that
+//! storage has not taken by the deadline are lost, and the error says how many samples. The loss
+//! is bounded by one invocation period of the shard's samples (the blocks of earlier invocations
+//! are written or reported by those).
+//!
 //! Errors carry an `errorType`: `promlake.InvalidEvent` and `promlake.Config` will fail again if
 //! retried; `promlake.Storage` (a block that could not be written before the deadline) may not.
 
@@ -154,21 +159,16 @@ impl ScrapeFunction {
         tracing::info!(%shard, %replica, period_ms = end - start, deadline_ms = deadline, "scrape invocation");
         // Keep time to flush before the deadline (a zero deadline means none was given).
         let margin = 5_000;
-        let mut scrapes = 0u64;
-        let (mut samples, mut stale_markers) = (0, 0);
-        loop {
-            let (round, next) = worker.scrape_due().await;
-            scrapes += round.targets as u64;
-            samples += round.samples;
-            stale_markers += round.stale_markers;
-            if next >= end || (deadline > 0 && next + margin > deadline) {
-                break;
-            }
-            let wait = next - self.clock.now_ms();
-            if wait > 0 {
-                tokio::time::sleep(Duration::from_millis(wait as u64)).await;
-            }
-        }
+        // Each target on its own schedule: a scrape due before the end of the period (and early
+        // enough to flush before the deadline) is started; a slow target delays no other.
+        let stop = if deadline > 0 {
+            end.min(deadline - margin + 1)
+        } else {
+            end
+        };
+        let round = worker.scrape_until(stop).await;
+        let (scrapes, samples, stale_markers) =
+            (round.targets as u64, round.samples, round.stale_markers);
         let health = worker.target_health();
         let up = health.iter().filter(|(_, _, h)| h.up).count();
         let mut summary = ScrapeSummary {
@@ -196,7 +196,8 @@ impl ScrapeFunction {
                     Ok(f) => f,
                     Err(_) => {
                         return Err(FunctionError::Storage(format!(
-                            "writing the block(s) of shard {shard} replica {replica} did not finish before the invocation's deadline; their samples are lost"
+                            "writing the block(s) of shard {shard} replica {replica} did not finish before the invocation's deadline; their {} sample(s) are lost",
+                            worker.sink().pending_samples()
                         )));
                     }
                 }
@@ -213,8 +214,9 @@ impl ScrapeFunction {
                 deadline > 0 && self.clock.now_ms() + backoff.as_millis() as i64 + 1_000 > deadline;
             if out_of_time || backoff > Duration::from_secs(20) {
                 return Err(FunctionError::Storage(format!(
-                    "{} block(s) of shard {shard} replica {replica} could not be written before the deadline; their samples are lost",
-                    f.blocks_pending
+                    "{} block(s) of shard {shard} replica {replica} could not be written before the deadline; their {} sample(s) are lost",
+                    f.blocks_pending,
+                    worker.sink().pending_samples()
                 )));
             }
             tokio::time::sleep(backoff).await;

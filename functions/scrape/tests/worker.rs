@@ -569,3 +569,259 @@ async fn out_of_range_timestamps_are_rejected_per_sample_and_the_rest_is_kept() 
         Some(3.0)
     );
 }
+
+/// Moves the manual clock by `step` until `count()` reaches `n`, giving the worker up to 2 s of
+/// real time after each step to catch up (a step it misses is a slot skipped, as when a worker
+/// starts after the clock moved). False when 30 s of real time pass first.
+async fn advance_until(
+    clock: &ManualClock,
+    step: Duration,
+    n: u64,
+    count: impl Fn() -> u64,
+) -> bool {
+    let mut waited = Duration::ZERO;
+    while count() < n {
+        let before = count();
+        clock.advance(step);
+        let mut this_step = Duration::ZERO;
+        while count() == before && this_step < Duration::from_secs(2) {
+            if waited > Duration::from_secs(30) {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            this_step += Duration::from_millis(20);
+            waited += Duration::from_millis(20);
+        }
+    }
+    true
+}
+
+/// Successful scrapes the worker has taken in.
+fn scrapes_ok(registry: &Registry) -> u64 {
+    metric_value(registry, "promlake_scrapes_total", "result=\"success\"").unwrap_or(0.0) as u64
+}
+
+async fn running_worker(
+    cfg: Arc<Config>,
+    opts: WorkerOptions,
+    store: Arc<dyn ObjectStore>,
+    clock: Arc<ManualClock>,
+) -> (
+    Registry,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<(Worker, promlake_scrape::worker::ShutdownReport)>,
+) {
+    let registry = Registry::new();
+    let shared: SharedClock = clock;
+    let w = Worker::new(cfg, opts, store, shared, &registry)
+        .await
+        .unwrap();
+    let (stop, handle) = running(w);
+    (registry, stop, handle)
+}
+
+fn running(
+    w: Worker,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<(Worker, promlake_scrape::worker::ShutdownReport)>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let h = tokio::spawn(w.run(async move {
+        let _ = rx.await;
+    }));
+    (tx, h)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_target_does_not_hold_back_the_others() {
+    // Target 0 never answers and may take 10 minutes; target 1 is scraped every second.
+    let fleet = Fleet::start(
+        2,
+        PageModel {
+            series: 60,
+            churn: 0.0,
+        },
+        |i| match i {
+            0 => Behaviour::Hang,
+            _ => Behaviour::Normal,
+        },
+    )
+    .await
+    .unwrap();
+    let addrs = fleet.addresses();
+    let cfg = config(&format!(
+        "{}{}",
+        static_job(
+            "slow",
+            &addrs[..1],
+            "    scrape_interval: 10m\n    scrape_timeout: 10m\n"
+        ),
+        static_job(
+            "fast",
+            &addrs[1..],
+            "    scrape_interval: 1s\n    scrape_timeout: 1s\n"
+        ),
+    ));
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let clock = Arc::new(ManualClock::new(T0));
+    let opts = WorkerOptions::new(Shard::ALL, "a", "test");
+    let (registry, stop, handle) = running_worker(cfg, opts, store.clone(), clock.clone()).await;
+    // The fast target's first scrape shows the targets are known; ten minutes on, both are
+    // due and the slow one hangs.
+    assert!(advance_until(&clock, Duration::from_secs(1), 1, || scrapes_ok(&registry)).await);
+    assert!(advance_until(&clock, Duration::from_secs(600), 1, || fleet.scrapes(0)).await);
+    let before = scrapes_ok(&registry);
+    assert!(
+        advance_until(&clock, Duration::from_secs(1), before + 5, || scrapes_ok(
+            &registry
+        ))
+        .await,
+        "the fast target is scraped on its own schedule while the slow one is outstanding"
+    );
+    assert_eq!(fleet.scrapes(0), 1, "the slow target is still outstanding");
+    stop.send(()).unwrap();
+    let (_, report) = handle.await.unwrap();
+    assert_eq!(report.samples_lost, 0);
+    // One `up` per scrape of the fast target, each in its own slot of the 1 s grid.
+    let rows = all_rows(store.as_ref()).await;
+    let mut ts: Vec<i64> = rows
+        .iter()
+        .filter(|r| r.labels.metric_name() == "up" && r.labels.get("job") == Some("fast"))
+        .map(|r| r.timestamp_ms)
+        .collect();
+    ts.sort();
+    assert_eq!(ts.len() as u64, fleet.scrapes(1));
+    assert!(ts.windows(2).all(|w| w[1] / 1000 > w[0] / 1000), "{ts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_storage_does_not_stop_scraping_and_loses_nothing() {
+    let fleet = Fleet::start(
+        1,
+        PageModel {
+            series: 60,
+            churn: 0.0,
+        },
+        |_| Behaviour::Normal,
+    )
+    .await
+    .unwrap();
+    let addrs = fleet.addresses();
+    let cfg = Arc::new(
+        Config::parse(&format!(
+            "global: {{scrape_interval: 1s, scrape_timeout: 1s}}\nstorage: {{url: 'memory://', flush_interval: 1s}}\nscrape_configs:\n{}",
+            static_job("node", &addrs, "")
+        ))
+        .unwrap(),
+    );
+    let faulty = Arc::new(InstrumentedStore::new(Arc::new(InMemory::new())));
+    let store: Arc<dyn ObjectStore> = faulty.clone();
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut opts = WorkerOptions::new(Shard::ALL, "a", "test");
+    opts.shutdown_timeout = Duration::from_secs(3);
+    // Every request to storage hangs for ten minutes (the worker's state was read already).
+    let (registry, stop, handle) = running_worker(cfg, opts, store.clone(), clock.clone()).await;
+    faulty.set_plan(FaultPlan {
+        delay: Some(Duration::from_secs(600)),
+        ..Default::default()
+    });
+    assert!(
+        advance_until(&clock, Duration::from_secs(1), 8, || scrapes_ok(&registry)).await,
+        "scrapes go on while flushes hang"
+    );
+    // Storage recovers; the stuck write is abandoned at shutdown and everything is written.
+    faulty.set_plan(FaultPlan::default());
+    stop.send(()).unwrap();
+    let (_, report) = handle.await.unwrap();
+    assert_eq!(
+        (report.samples_lost, report.samples_spilled),
+        (0, 0),
+        "{report:?}"
+    );
+    let rows = all_rows(store.as_ref()).await;
+    assert_eq!(
+        value_of(&rows, "up", &addrs[0]).len() as u64,
+        fleet.scrapes(0),
+        "every scrape stored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_during_an_outage_spills_and_the_next_start_writes_it_first() {
+    let fleet = Fleet::start(
+        1,
+        PageModel {
+            series: 60,
+            churn: 0.0,
+        },
+        |_| Behaviour::Normal,
+    )
+    .await
+    .unwrap();
+    let addrs = fleet.addresses();
+    let cfg = Arc::new(
+        Config::parse(&format!(
+            "global: {{scrape_interval: 1s, scrape_timeout: 1s}}\nstorage: {{url: 'memory://', flush_interval: 1s}}\nscrape_configs:\n{}",
+            static_job("node", &addrs, "")
+        ))
+        .unwrap(),
+    );
+    let spill = tempfile::tempdir().unwrap();
+    let faulty = Arc::new(InstrumentedStore::new(Arc::new(InMemory::new())));
+    let store: Arc<dyn ObjectStore> = faulty.clone();
+    let clock = Arc::new(ManualClock::new(T0));
+    let options = || {
+        let mut o = WorkerOptions::new(Shard::ALL, "a", "test");
+        o.shutdown_timeout = Duration::from_secs(2);
+        o.spill_dir = Some(spill.path().to_owned());
+        o
+    };
+    let shared: SharedClock = clock.clone();
+    // Every block write fails.
+    faulty.set_plan(FaultPlan {
+        fail_puts: u64::MAX,
+        put_key_filter: Some("blocks/".into()),
+        ..Default::default()
+    });
+    let (registry, stop, handle) =
+        running_worker(cfg.clone(), options(), store.clone(), clock.clone()).await;
+    assert!(advance_until(&clock, Duration::from_secs(1), 4, || scrapes_ok(&registry)).await);
+    stop.send(()).unwrap();
+    let (_, report) = handle.await.unwrap();
+    assert_eq!(report.samples_lost, 0, "{report:?}");
+    assert!(report.samples_spilled > 0, "{report:?}");
+    assert!(all_rows(store.as_ref()).await.is_empty());
+    let scraped = fleet.scrapes(0);
+
+    // The next start on this machine writes the spilled blocks before anything else.
+    faulty.set_plan(FaultPlan::default());
+    let puts = faulty.counts.puts();
+    let mut w = Worker::new(cfg, options(), store.clone(), shared, &Registry::new())
+        .await
+        .unwrap();
+    let f = w.flush(false).await;
+    assert_eq!(f.blocks_pending, 0);
+    assert!(faulty.counts.puts() > puts);
+    let rows = all_rows(store.as_ref()).await;
+    assert_eq!(value_of(&rows, "up", &addrs[0]).len() as u64, scraped);
+    assert_eq!(f.rows_written, report.samples_spilled);
+    let left: Vec<_> = walk(spill.path());
+    assert!(
+        left.is_empty(),
+        "spill files removed once written: {left:?}"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
