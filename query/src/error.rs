@@ -25,6 +25,9 @@ pub enum QueryError {
     /// A region's storage could not be read.
     #[error("{0}")]
     Unavailable(String),
+    /// The service is busy (no query slot, or the server's query memory is held): retry.
+    #[error("{0}")]
+    Overloaded(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -36,7 +39,7 @@ impl QueryError {
             QueryError::BadQuery(_) | QueryError::BadSelector(_) => "bad_data",
             QueryError::Execution(_) | QueryError::ResourcesExhausted(_) => "execution",
             QueryError::Timeout(_) => "timeout",
-            QueryError::Unavailable(_) => "unavailable",
+            QueryError::Unavailable(_) | QueryError::Overloaded(_) => "unavailable",
             QueryError::Internal(_) => "internal",
         }
     }
@@ -46,7 +49,7 @@ impl QueryError {
         match self {
             QueryError::BadQuery(_) | QueryError::BadSelector(_) => 400,
             QueryError::Execution(_) | QueryError::ResourcesExhausted(_) => 422,
-            QueryError::Timeout(_) | QueryError::Unavailable(_) => 503,
+            QueryError::Timeout(_) | QueryError::Unavailable(_) | QueryError::Overloaded(_) => 503,
             QueryError::Internal(_) => 500,
         }
     }

@@ -48,12 +48,14 @@ impl IntoResponse for ApiError {
             "errorType": self.0.error_type(),
             "error": self.0.to_string(),
         });
-        (
+        let mut resp = (
             status,
             [(header::CONTENT_TYPE, "application/json")],
             body.to_string(),
         )
-            .into_response()
+            .into_response();
+        retry_after(&self.0, &mut resp);
+        resp
     }
 }
 
@@ -160,10 +162,22 @@ async fn federate(State(state): State<AppState>, RawQuery(q): RawQuery) -> Respo
             body,
         )
             .into_response(),
-        Err(e) => plain_error(
-            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            &e.to_string(),
-        ),
+        Err(e) => {
+            let mut resp = plain_error(
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                &e.to_string(),
+            );
+            retry_after(&e, &mut resp);
+            resp
+        }
+    }
+}
+
+/// A busy service tells the client when to come back.
+fn retry_after(e: &QueryError, resp: &mut Response) {
+    if let QueryError::Overloaded(_) = e {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
     }
 }
 

@@ -16,6 +16,7 @@ pub mod format;
 pub mod guard;
 pub mod http;
 pub mod listener;
+pub mod memory;
 pub mod runtime;
 pub mod selector;
 pub mod service;

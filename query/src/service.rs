@@ -6,11 +6,13 @@ use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool};
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::StreamExt;
 use object_store::ObjectStore;
 use promlake_core::clock::SharedClock;
 use promlake_core::config::Config;
@@ -24,14 +26,18 @@ use crate::coop::YieldEverywhere;
 use crate::error::QueryError;
 use crate::federate;
 use crate::guard;
-use crate::runtime::QueryRuntime;
+use crate::memory::{QueryPool, ServerBudget};
+use crate::runtime::{Admission, QueryRuntime};
 use crate::table::{self, Region, ScanStats};
 use crate::udf;
 
 /// Everything a query service holds; cheap to share.
 pub struct QueryService {
     ctx: SessionContext,
+    sessions: Sessions,
     runtime: Arc<QueryRuntime>,
+    /// `query.max_concurrency`.
+    admission: Admission,
     regions: Arc<Vec<Region>>,
     stats: Arc<ScanStats>,
     timeout: Duration,
@@ -93,13 +99,10 @@ impl QueryService {
         let stores = DefaultObjectStoreRegistry::new();
         let local = Url::parse("file:///").map_err(|e| QueryError::Internal(e.to_string()))?;
         stores.deregister_store(&local)?;
-        let mut runtime = RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(stores));
-        let limit = config.query.memory_limit.0;
-        if limit > 0 {
-            runtime = runtime.with_memory_limit(limit as usize, 1.0);
-        }
+        // Memory is limited per query (see `Sessions::at`), not here.
         let runtime = Arc::new(
-            runtime
+            RuntimeEnvBuilder::new()
+                .with_object_store_registry(Arc::new(stores))
                 .build()
                 .map_err(|e| QueryError::Internal(e.to_string()))?,
         );
@@ -144,7 +147,13 @@ impl QueryService {
             ctx.register_udaf(f);
         }
         Ok(Self {
+            sessions: Sessions {
+                base: ctx.clone(),
+                per_query: config.query.memory_limit.0 as usize,
+                server: ServerBudget::new(config.query.server_memory_limit.0 as usize),
+            },
             ctx,
+            admission: Admission::new(config.query.max_concurrency),
             runtime: Arc::new(
                 QueryRuntime::new()
                     .map_err(|e| QueryError::Internal(format!("starting query threads: {e}")))?,
@@ -211,16 +220,33 @@ impl QueryService {
     ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
         self.metrics.queries.inc();
         let started = Instant::now();
-        let ctx = self.ctx.clone();
+        let sessions = self.sessions.clone();
         let sql = sql.to_owned();
         let res = self
             .on_query_threads(async move {
-                let state = session_at(&ctx, at_ms);
-                let plan = plan(&state, &sql).await?;
-                let df = datafusion::dataframe::DataFrame::new(state, plan);
-                let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-                let batches = df.collect().await?;
-                Ok((schema, batches))
+                let (state, pool) = sessions.at(at_ms);
+                let run = async {
+                    let plan = plan(&state, &sql).await?;
+                    let df = datafusion::dataframe::DataFrame::new(state.clone(), plan);
+                    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+                    // The result counts against the query's memory as it is collected.
+                    let counted: Arc<dyn MemoryPool> = pool.clone();
+                    let held = MemoryConsumer::new("query result").register(&counted);
+                    let mut stream = df.execute_stream().await?;
+                    let mut batches = Vec::new();
+                    while let Some(b) = stream.next().await {
+                        let b = b?;
+                        held.try_grow(b.get_array_memory_size())?;
+                        batches.push(b);
+                    }
+                    Ok((schema, batches))
+                };
+                match run.await {
+                    Err(QueryError::ResourcesExhausted(m)) if pool.server_refused() => {
+                        Err(QueryError::Overloaded(m))
+                    }
+                    r => r,
+                }
             })
             .await;
         if res.is_err() {
@@ -236,11 +262,11 @@ impl QueryService {
 
     /// Plans a statement without running it (rule checks): its output schema.
     pub async fn plan_schema(&self, sql: &str) -> Result<SchemaRef, QueryError> {
-        let ctx = self.ctx.clone();
+        let sessions = self.sessions.clone();
         let sql = sql.to_owned();
         let at = self.clock.now_ms();
         self.on_query_threads(async move {
-            let plan = plan(&session_at(&ctx, at), &sql).await?;
+            let plan = plan(&sessions.at(at).0, &sql).await?;
             Ok(Arc::new(plan.schema().as_arrow().clone()))
         })
         .await
@@ -253,13 +279,18 @@ impl QueryService {
         &self,
         work: impl std::future::Future<Output = Result<T, QueryError>> + Send + 'static,
     ) -> Result<T, QueryError> {
-        let mut task = self.runtime.spawn(work);
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let permit = self.admission.enter(deadline, self.timeout).await?;
+        let mut task = self.runtime.spawn(async move {
+            let _slot = permit;
+            work.await
+        });
         tokio::select! {
             r = &mut task => match r {
                 Ok(r) => r,
                 Err(e) => Err(QueryError::Internal(format!("the query task failed: {e}"))),
             },
-            _ = tokio::time::sleep(self.timeout) => {
+            _ = tokio::time::sleep_until(deadline) => {
                 task.abort();
                 Err(QueryError::Timeout(format!("{:?}", self.timeout)))
             }
@@ -282,10 +313,11 @@ impl QueryService {
             self.dedup_ms,
             self.stats.clone(),
         ));
-        let ctx = self.ctx.clone();
+        let sessions = self.sessions.clone();
         let lookback = self.lookback_ms;
         let series = self
             .on_query_threads(async move {
+                let ctx = SessionContext::new_with_state(sessions.at(now).0);
                 federate::latest(&ctx, provider, &sels, now - lookback, now).await
             })
             .await?;
@@ -306,12 +338,36 @@ impl QueryService {
     }
 }
 
-/// The session of one statement: `now()` is `at_ms`.
-fn session_at(ctx: &SessionContext, at_ms: i64) -> SessionState {
-    let mut state = ctx.state();
-    state.execution_props_mut().query_execution_start_time =
-        chrono::DateTime::from_timestamp_millis(at_ms);
-    state
+/// What each query's session is made from.
+#[derive(Clone)]
+struct Sessions {
+    /// Tables, functions, stores and rules, shared by every query.
+    base: SessionContext,
+    /// `query.memory_limit`.
+    per_query: usize,
+    server: Arc<ServerBudget>,
+}
+
+impl Sessions {
+    /// The session of one statement: its own memory pool within the server's budget, and
+    /// `now()` at `at_ms`.
+    fn at(&self, at_ms: i64) -> (SessionState, Arc<QueryPool>) {
+        let base = self.base.state();
+        let shared = base.runtime_env();
+        let pool = Arc::new(QueryPool::new(self.per_query, self.server.clone()));
+        let runtime = RuntimeEnv {
+            memory_pool: pool.clone(),
+            disk_manager: shared.disk_manager.clone(),
+            cache_manager: shared.cache_manager.clone(),
+            object_store_registry: shared.object_store_registry.clone(),
+        };
+        let mut state = SessionStateBuilder::new_from_existing(base)
+            .with_runtime_env(Arc::new(runtime))
+            .build();
+        state.execution_props_mut().query_execution_start_time =
+            chrono::DateTime::from_timestamp_millis(at_ms);
+        (state, pool)
+    }
 }
 
 /// Parses, checks (read-only statement kinds, bounded depth) and plans one statement.

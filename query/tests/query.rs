@@ -928,3 +928,65 @@ async fn a_truncated_block_is_an_error_naming_its_key() {
         assert_eq!(i64s(&b, 0), vec![2 * 60 * 4]);
     }
 }
+
+/// Results count against `query.memory_limit` (a scalar function can make a large one), every
+/// query has its own limit within `query.server_memory_limit`, and `query.max_concurrency`
+/// admits queries: past either, a busy service answers 503 with `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_and_concurrency_limits_hold_per_query_and_per_server() {
+    let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    day_of_data(mem.as_ref()).await;
+    let svc = service_with(
+        "query: {memory_limit: 16MiB, server_memory_limit: 1GiB}",
+        vec![("eu1", mem.clone())],
+        T0 + 25 * H,
+    );
+    let e = svc
+        .sql("SELECT repeat('x', 50000000) AS big")
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), 422, "{e}");
+    assert!(e.to_string().contains("query.memory_limit"), "{e}");
+    svc.sql("SELECT repeat('x', 1000) AS small").await.unwrap();
+
+    let svc = service_with(
+        "query: {memory_limit: 1GiB, server_memory_limit: 16MiB}",
+        vec![("eu1", mem.clone())],
+        T0 + 25 * H,
+    );
+    let e = svc
+        .sql("SELECT repeat('x', 50000000) AS big")
+        .await
+        .unwrap_err();
+    assert_eq!((e.status(), e.error_type()), (503, "unavailable"), "{e}");
+    assert!(e.to_string().contains("query.server_memory_limit"), "{e}");
+    let (_, b) = svc.sql("SELECT count(*) FROM samples").await.unwrap();
+    assert_eq!(i64s(&b, 0), vec![24 * 60 * 4]);
+
+    // One slot: a query sent while a heavy one runs waits for it, then runs.
+    let svc = Arc::new(service_with(
+        "query: {max_concurrency: 1, timeout: 3s}",
+        vec![("eu1", mem)],
+        T0 + 25 * H,
+    ));
+    let heavy = {
+        let svc = svc.clone();
+        tokio::spawn(async move {
+            let r = svc
+                .sql("SELECT count(*) FROM samples a, samples b, samples c")
+                .await;
+            (r, tokio::time::Instant::now())
+        })
+    };
+    while svc.running_query_tasks() == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let _ = svc.sql("SELECT 1").await;
+    let light_done = tokio::time::Instant::now();
+    let (heavy, heavy_done) = heavy.await.unwrap();
+    assert!(
+        light_done > heavy_done,
+        "the light query ran beside the heavy one"
+    );
+    assert_eq!(heavy.unwrap_err().error_type(), "timeout");
+}

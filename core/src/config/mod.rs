@@ -552,6 +552,22 @@ pub struct QueryConfig {
     /// `--query.lookback-delta`).
     #[serde(default = "default_lookback")]
     pub lookback_delta: PromDuration,
+    /// Memory all running queries may hold together (default 4GiB; 0: no limit). A query that
+    /// would go beyond it fails with 503 and `Retry-After`.
+    #[serde(default = "default_server_memory")]
+    pub server_memory_limit: ByteSize,
+    /// Queries that run at once (default 20, as Prometheus' `--query.max-concurrency`); the
+    /// others wait for a slot within their `timeout`, then fail with 503 and `Retry-After`.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: usize,
+}
+
+fn default_server_memory() -> ByteSize {
+    ByteSize(4 << 30)
+}
+
+fn default_max_concurrency() -> usize {
+    20
 }
 
 fn default_query_timeout() -> PromDuration {
@@ -573,6 +589,8 @@ impl Default for QueryConfig {
             memory_limit: default_query_memory(),
             dedup_interval: None,
             lookback_delta: default_lookback(),
+            server_memory_limit: default_server_memory(),
+            max_concurrency: default_max_concurrency(),
         }
     }
 }
