@@ -222,6 +222,10 @@ fn replicas_notify_once_through_alertmanager_and_webhooks_when_one_is_killed() {
         am_steady["fingerprint"].as_str().unwrap(),
         format!("{:016x}", labels.fingerprint())
     );
+    assert_eq!(
+        steady["alerts"][0]["fingerprint"], am_steady["fingerprint"],
+        "promlake's own webhook fingerprint is Alertmanager's, external labels included"
+    );
     let via_am: Vec<&serde_json::Value> =
         got.iter().filter(|g| g.0 == "am").map(|g| &g.2).collect();
     let am_steady_firing = via_am
