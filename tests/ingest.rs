@@ -405,3 +405,72 @@ fn a_worker_killed_at_any_moment_leaves_no_partial_block() {
         String::from_utf8_lossy(&n.stderr)
     );
 }
+
+#[test]
+fn staging_leftovers_of_a_killed_write_are_removed_at_start() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fleet = rt
+        .block_on(Fleet::start(
+            1,
+            PageModel {
+                series: 60,
+                churn: 0.0,
+            },
+            |_| Behaviour::Normal,
+        ))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let hour = data.join("blocks/region=local/day=2026-11-23/hour=23");
+    std::fs::create_dir_all(&hour).unwrap();
+    // What object_store's LocalFileSystem leaves when killed mid-write: `<key>#<n>`, partial.
+    // One of this worker's own blocks (shard 0of1, replica 0), and an old one of another worker.
+    let ours = hour.join("1795477200000-1795477200000-0of1-0-01KAT000000000000000000000.parquet#1");
+    let theirs =
+        hour.join("1795477200000-1795477200000-0of1-other-01KAT000000000000000000001.parquet#7");
+    std::fs::write(&ours, b"PAR1 partial").unwrap();
+    std::fs::write(&theirs, b"PAR1 partial").unwrap();
+    assert!(
+        Command::new("touch")
+            .args(["-d", "2020-01-01"])
+            .arg(&theirs)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "storage: {}\nscrape_configs:\n{}",
+            data.display(),
+            node_job(&fleet.addresses())
+        ),
+    );
+    let o = run(promlake().args(["scrape", "--once", "--config"]).arg(&cfg));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!ours.exists() && !theirs.exists(), "leftovers removed");
+    // Engines that read every file under blocks/ (pyarrow.dataset, DuckDB's blocks/**) work.
+    let py = python_with_duckdb();
+    let out = Command::new(py)
+        .args([
+            "-c",
+            &format!(
+                "import pyarrow.dataset as ds; print(ds.dataset('{}/blocks', format='parquet', partitioning='hive').to_table().num_rows)",
+                data.display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+            > 60
+    );
+}

@@ -135,3 +135,69 @@ fn local(path: &str) -> Result<Arc<dyn ObjectStore>, String> {
     let fs = LocalFileSystem::new_with_prefix(path).map_err(|e| e.to_string())?;
     Ok(Arc::new(fs.with_automatic_cleanup(true)))
 }
+
+/// The directory of a local-disk storage URL (`file:///p`, `/p`, `./p`); None for other stores.
+pub fn local_root(url: &str) -> Option<std::path::PathBuf> {
+    match url.split_once("://") {
+        Some(("file", path)) => Some(path.into()),
+        Some(_) => None,
+        None => Some(url.into()),
+    }
+}
+
+/// object_store's local disk writes an object to `<name>#<n>` and then links it into place; a
+/// process killed meanwhile leaves that staging file behind. promlake's listings skip such files,
+/// but engines that read every file under `blocks/` (pyarrow.dataset, DuckDB's `blocks/**`) fail
+/// on them. This removes, under `<root>/blocks`, the staging files that `is_ours` claims (the
+/// caller's own keys: nobody else writes them, so a leftover cannot be a write in progress) and
+/// those of others older than `min_age` (a write takes milliseconds). Returns the removed files.
+pub fn remove_staging_leftovers(
+    root: &std::path::Path,
+    now_ms: crate::clock::TimestampMs,
+    min_age: Duration,
+    is_ours: impl Fn(&crate::keys::BlockKey) -> bool,
+) -> std::io::Result<Vec<std::path::PathBuf>> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for e in entries {
+            let e = e?;
+            if e.file_type()?.is_dir() {
+                walk(&e.path(), out)?;
+            } else {
+                out.push(e.path());
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(&root.join(crate::keys::BLOCKS), &mut files)?;
+    let mut removed = Vec::new();
+    for f in files {
+        let Some(rel) = f.strip_prefix(root).ok().and_then(|p| p.to_str()) else {
+            continue;
+        };
+        // object_store's staging name: `#` and digits only after it.
+        let Some((name, suffix)) = rel.rsplit_once('#') else {
+            continue;
+        };
+        if suffix.is_empty() || !suffix.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let ours = crate::keys::BlockKey::parse(&object_store::path::Path::from(name))
+            .is_ok_and(|k| is_ours(&k));
+        let old = std::fs::metadata(&f)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .is_some_and(|t| now_ms - t.as_millis() as i64 >= min_age.as_millis() as i64);
+        if ours || old {
+            std::fs::remove_file(&f)?;
+            removed.push(f);
+        }
+    }
+    Ok(removed)
+}

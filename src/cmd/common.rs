@@ -58,6 +58,38 @@ impl WorkerFlags {
     }
 }
 
+/// Removes the staging files a killed local-disk write left under `blocks/` (see
+/// [`store::remove_staging_leftovers`]): those of the given workers' own blocks, and anyone's
+/// older than ten minutes.
+pub fn remove_staging_leftovers(
+    storage: &Storage,
+    workers: &[(promlake_core::shard::Shard, String)],
+) {
+    let Some(root) = store::local_root(&storage.url) else {
+        return;
+    };
+    let ours = |k: &promlake_core::keys::BlockKey| {
+        workers
+            .iter()
+            .any(|(s, r)| k.shard == *s && k.replica == *r)
+    };
+    match store::remove_staging_leftovers(
+        &root,
+        SystemClock.now_ms(),
+        std::time::Duration::from_secs(600),
+        ours,
+    ) {
+        Ok(removed) => {
+            for f in removed {
+                tracing::info!(file = %f.display(), "removed the leftover of an interrupted block write");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(dir = %root.display(), error = %e, "looking for leftovers of interrupted block writes")
+        }
+    }
+}
+
 /// The replica name: the flag, else the `replica` external label, else `0`.
 pub fn replica(cfg: &Config, flag: Option<String>) -> String {
     flag.or_else(|| cfg.global.external_labels.get("replica").cloned())

@@ -40,6 +40,7 @@ pub async fn run(a: ScrapeArgs) -> Result<ExitCode> {
     if a.once {
         opts.state_interval = std::time::Duration::ZERO;
     }
+    common::remove_staging_leftovers(&storage, &[(a.shard, replica.clone())]);
     let registry = Registry::new();
     let mut worker = Worker::new(
         cfg.clone(),

@@ -45,6 +45,12 @@ pub async fn run(a: UpArgs) -> Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
+    let shards = a.shards.max(1);
+    let owned: Vec<(Shard, String)> = (0..shards)
+        .flat_map(|k| replicas.iter().map(move |r| (k, r.clone())))
+        .map(|(k, r)| Ok((Shard::new(k, shards).map_err(anyhow::Error::msg)?, r)))
+        .collect::<Result<_>>()?;
+    common::remove_staging_leftovers(&storage, &owned);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut workers = Vec::new();
     for k in 0..a.shards.max(1) {
