@@ -474,3 +474,96 @@ fn staging_leftovers_of_a_killed_write_are_removed_at_start() {
             > 60
     );
 }
+
+#[test]
+fn sigterm_during_a_storage_outage_spills_and_the_next_start_writes_it_first() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fleet = rt
+        .block_on(Fleet::start(
+            1,
+            PageModel {
+                series: 60,
+                churn: 0.0,
+            },
+            |_| Behaviour::Normal,
+        ))
+        .unwrap();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let spill = dir.path().join("spill");
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "global: {{scrape_interval: 1s}}\nstorage: {{url: {}, flush_interval: 1h}}\nscrape_configs:\n  - job_name: promlake\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n{}",
+            data.display(),
+            node_job(&fleet.addresses())
+        ),
+    );
+    let p = Proc::spawn(
+        promlake()
+            .args(["up", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--shutdown-timeout", "2s", "--spill-dir"])
+            .arg(&spill)
+            .arg("--config")
+            .arg(&cfg),
+    );
+    wait_for("three successful scrapes", Duration::from_secs(30), || {
+        let m = http_get(&format!("http://127.0.0.1:{port}/metrics"))?;
+        let line = m
+            .lines()
+            .find(|l| l.starts_with("promlake_scrapes_total") && l.contains("success"))?;
+        (line.rsplit(' ').next()?.parse::<f64>().ok()? >= 3.0).then_some(())
+    });
+    // Storage breaks: no block can be created under blocks/.
+    std::fs::write(data.join("blocks"), b"not a directory").unwrap();
+    let o = p.terminate();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("kept in"), "{}", stderr(&o));
+    let spilled: usize = std::fs::read_dir(spill.join("blocks/region=local"))
+        .unwrap()
+        .count();
+    assert!(spilled > 0);
+
+    // Storage is back; the next start writes what was spilled.
+    std::fs::remove_file(data.join("blocks")).unwrap();
+    let o = run(promlake()
+        .args(["scrape", "--once", "--spill-dir"])
+        .arg(&spill)
+        .arg("--config")
+        .arg(&cfg));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = store::open(data.to_str().unwrap(), &StoreOptions::default()).unwrap();
+    let rows = rt.block_on(rows_of(s.store.as_ref(), "local"));
+    let node_ups = rows
+        .iter()
+        .filter(|r| r.labels.metric_name() == "up" && r.labels.get("job") == Some("node"))
+        .count();
+    assert!(
+        node_ups >= 3,
+        "the spilled scrapes and this one: {node_ups}"
+    );
+    let left = std::fs::read_dir(spill.join("blocks/region=local"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let files: Vec<_> = walk_files(&spill);
+    assert!(
+        files.is_empty(),
+        "spill files removed once written: {files:?} ({left})"
+    );
+}
+
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk_files(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
