@@ -5,8 +5,9 @@
 //!   errors;
 //! - [`duration`], [`value`]: Prometheus' durations, stale marker and float formatting;
 //! - [`keys`]: every object key shape, built and parsed in one place;
-//! - [`block`]: the Parquet block format; [`sink`]: the one way writers land samples as blocks
-//!   (buffer, split by hour, create-only PUT, keep what failed, bound, spill);
+//! - [`block`]: the Parquet block format; [`dedup`]: the one rule that counts each stored
+//!   sample once (HA replicas, repeated writes); [`sink`]: the one way writers land samples as
+//!   blocks (buffer, split by hour, create-only PUT, keep what failed, bound, spill);
 //! - [`store`]: object storage from a URL; [`log`]: the create-only log that coordinates
 //!   replicas; [`readonly`]: a store that refuses writes (what queries read through);
 //!   [`faults`]: a request-counting, fault-injecting store wrapper for tests;
@@ -19,6 +20,7 @@ pub mod block;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod dedup;
 pub mod duration;
 pub mod error;
 pub mod faults;

@@ -13,10 +13,11 @@
 //! condition on `region` selects the regions. The remaining filters are pushed into the Parquet
 //! scan, which prunes row groups and pages by their statistics (metric names, timestamps).
 //!
-//! Replica deduplication: within a region, when more than one replica has blocks in the scanned
-//! range, each series keeps, in each scrape slot (`timestamp / dedup_interval`), only the rows of
-//! the first replica by name that has one in that slot. A replica that stops leaves no gap: the
-//! next one owns the slots from then on. When one replica is present, nothing is computed.
+//! Deduplication follows the one rule of `promlake_core::dedup`: within a region, when more than
+//! one replica has blocks in the scanned range, each series keeps, in each scrape slot, only the
+//! rows of the first replica by name that has one in that slot; and where two blocks of one
+//! replica and shard overlap in time, a sample stored in both counts once. When neither can
+//! happen (one replica, no overlapping blocks), nothing is computed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -35,6 +36,7 @@ use datafusion::datasource::table_schema::TableSchema;
 use datafusion::datasource::{TableProvider, TableType, provider_as_source};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::functions_aggregate::min_max::min_udaf;
+use datafusion::functions_window::row_number::row_number_udwf;
 use datafusion::logical_expr::expr::InList;
 use datafusion::logical_expr::expr::{WindowFunction, WindowFunctionDefinition};
 use datafusion::logical_expr::utils::conjunction;
@@ -44,10 +46,11 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
-use datafusion::prelude::{Expr, cast, col, lit, not};
+use datafusion::prelude::{Expr, col, lit, not};
 use object_store::ObjectStore;
 use promlake_core::block;
 use promlake_core::catalog::{self, ListStats};
+use promlake_core::dedup::DedupRule;
 use promlake_core::faults::RequestCounts;
 
 use crate::udf;
@@ -293,7 +296,9 @@ impl TableProvider for BlocksTable {
                 filters.clone(),
             )?;
             if dedup {
-                let slot = cast(col("timestamp"), DataType::Int64) / lit(self.dedup_ms);
+                // The dedup rule (promlake_core::dedup): in each series and slot, the rows of
+                // the first replica by name.
+                let slot = udf::dedup_slot(col("timestamp"), self.dedup_ms);
                 let first = Expr::from(WindowFunction::new(
                     WindowFunctionDefinition::AggregateUDF(min_udaf()),
                     vec![col(COL_REPLICA)],
@@ -304,6 +309,17 @@ impl TableProvider for BlocksTable {
                 b = b
                     .window(vec![first])?
                     .filter(col(COL_REPLICA).eq(col("__first_replica")))?;
+            }
+            if self.mode != Mode::Raw && DedupRule::may_repeat(found.iter().map(|b| &b.key)) {
+                // And a sample stored twice by that replica counts once.
+                let copy = Expr::from(WindowFunction::new(
+                    WindowFunctionDefinition::WindowUDF(row_number_udwf()),
+                    vec![],
+                ))
+                .partition_by(vec![col("series_id"), col("timestamp")])
+                .build()?
+                .alias("__copy");
+                b = b.window(vec![copy])?.filter(col("__copy").eq(lit(1u64)))?;
             }
             if self.mode == Mode::Samples {
                 b = b.filter(not(udf::is_stale(col("value"))))?;

@@ -990,3 +990,82 @@ async fn memory_and_concurrency_limits_hold_per_query_and_per_server() {
     );
     assert_eq!(heavy.unwrap_err().error_type(), "timeout");
 }
+
+/// The `samples` table counts exactly the rows that `promlake_core::dedup::DedupRule` keeps, over
+/// random blocks of three replicas with gaps, restarts and blocks written twice.
+#[tokio::test]
+async fn samples_apply_the_core_dedup_rule() {
+    use promlake_core::dedup::{DedupRule, Row};
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rand = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let interval = 15_000;
+    for case in 0..12 {
+        let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let mut stored: Vec<(u64, i64, String, f64)> = Vec::new();
+        for replica in ["a", "b", "c"] {
+            // Each replica writes a few blocks; some cover the same minutes again.
+            for _ in 0..(1 + rand(3)) {
+                let start = T0 + rand(8) as i64 * 60_000;
+                let mut samples = Vec::new();
+                for s in 0..3 {
+                    let labels = series("m", &[("s", &s.to_string())]);
+                    for step in 0..(rand(12) as i64) {
+                        // Scrapes at a replica's own phase, with jitter and gaps.
+                        let t = start + step * interval + rand(interval as u64) as i64;
+                        if rand(5) == 0 {
+                            continue;
+                        }
+                        let v = (t / 1000) as f64;
+                        samples.push(Sample::new(labels.clone(), t, v));
+                        stored.push((labels.hash(), t, replica.to_string(), v));
+                    }
+                }
+                if samples.is_empty() {
+                    continue;
+                }
+                if rand(3) == 0 {
+                    // The same samples stored again: a retried write, an import run twice.
+                    for x in &samples {
+                        stored.push((x.series_id, x.timestamp_ms, replica.to_string(), x.value));
+                    }
+                    put_block(mem.as_ref(), "eu1", replica, samples.clone()).await;
+                }
+                put_block(mem.as_ref(), "eu1", replica, samples).await;
+            }
+        }
+        let rows: Vec<Row<'_>> = stored
+            .iter()
+            .map(|(id, t, r, _)| Row {
+                series_id: *id,
+                timestamp_ms: *t,
+                replica: r,
+            })
+            .collect();
+        let rule = DedupRule::new(std::time::Duration::from_millis(interval as u64));
+        let mut want: Vec<(u64, i64, String)> = rule
+            .keep(&rows)
+            .into_iter()
+            .map(|i| (stored[i].0, stored[i].1, stored[i].2.clone()))
+            .collect();
+        want.sort();
+        let svc = service_with("global: {scrape_interval: 15s}", vec![("eu1", mem)], T0 + H);
+        let (_, b) = svc
+            .sql("SELECT series_id, CAST(timestamp AS BIGINT) AS t, replica FROM samples ORDER BY 1, 2, 3")
+            .await
+            .unwrap();
+        let ids = b
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<UInt64Type>().values().to_vec());
+        let got: Vec<(u64, i64, String)> = ids
+            .zip(i64s(&b, 1))
+            .zip(strings(&b, 2))
+            .map(|((id, t), r)| (id, t, r))
+            .collect();
+        assert_eq!(got, want, "case {case}");
+    }
+}

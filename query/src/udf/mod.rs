@@ -3,6 +3,7 @@
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
 pub mod counter;
+pub mod dedup_slot;
 pub mod histogram_quantile;
 pub mod is_stale;
 pub mod label;
@@ -39,4 +40,13 @@ pub fn is_stale(value: datafusion::prelude::Expr) -> datafusion::prelude::Expr {
 /// `label(labels, name)` as an expression.
 pub fn label(labels: datafusion::prelude::Expr, name: &str) -> datafusion::prelude::Expr {
     ScalarUDF::from(label::Label::new()).call(vec![labels, datafusion::prelude::lit(name)])
+}
+
+/// `dedup_slot(timestamp, interval_ms)` as an expression.
+pub fn dedup_slot(
+    timestamp: datafusion::prelude::Expr,
+    interval_ms: i64,
+) -> datafusion::prelude::Expr {
+    ScalarUDF::from(dedup_slot::DedupSlot::new())
+        .call(vec![timestamp, datafusion::prelude::lit(interval_ms)])
 }
