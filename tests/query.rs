@@ -134,6 +134,86 @@ fn a_real_prometheus_federates_from_promlake() {
     assert!(up.as_array().unwrap().iter().all(|r| r["value"][1] == "1"));
     // `other_metric` matches neither selector: it stays home.
     assert!(q("other_metric").is_none());
+
+    // Bad selectors: the same status and plain-text message from both.
+    for sel in [
+        "-",
+        "up{",
+        "up{job=\"x\"",
+        "rate(up[5m])",
+        "{__name__=\"a\" or __name__=\"b\"}",
+        "up{job=\"x\" or job=\"y\"}",
+        "up offset 5m",
+        "{job=\"a\"} offset 5m",
+        "up[5m]",
+        "1 + 1",
+        "up{job=x}",
+        "up{job}",
+        "up{,}",
+        "up{job=\"\\q\"}",
+        "up{job=\"x\"}}",
+        "foo bar",
+        "sum(up)",
+        "",
+        "up{job!a}",
+        "up{1}",
+        "x\"a\"",
+        "up{job=\"x}",
+        "up{job=\"a\"} == 1",
+        "up{job=\"a\" {",
+        "on",
+        "inf",
+    ] {
+        let target = format!(
+            "/federate?{}",
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("match[]", sel)
+                .finish()
+        );
+        let prom = raw_get(pport, &target);
+        let ours = raw_get(qport, &target);
+        assert_eq!(prom.0, 400, "{sel}: Prometheus said {prom:?}");
+        assert_eq!(ours, prom, "{sel}");
+    }
+    // What `curl -g` sends: braces and quotes raw in the request line.
+    let raw = "/federate?match[]={__name__=~\"^job:.*\"}";
+    let (prom_status, _) = raw_get(pport, raw);
+    let (status, body) = raw_get(qport, raw);
+    assert_eq!((prom_status, status), (200, 200), "{body}");
+    assert!(body.contains("job:requests:rate5m{"), "{body}");
+}
+
+/// One GET over a plain socket, the target sent as given: (status, body).
+fn raw_get(port: u16, target: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        conn,
+        "GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = Vec::new();
+    conn.read_to_end(&mut resp).unwrap();
+    let resp = String::from_utf8_lossy(&resp);
+    let status = resp[9..12].parse().unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    (status, if chunked { dechunk(body) } else { body.to_string() })
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = &rest[n..].trim_start_matches("\r\n");
+    }
+    out
 }
 
 #[test]
