@@ -68,8 +68,8 @@ pub async fn serve(a: QueryArgs) -> Result<ExitCode> {
         promlake_query::listener::LenientListener(listener),
         promlake_query::router(AppState { service: svc }),
     )
-        .with_graceful_shutdown(common::shutdown_signal())
-        .await?;
+    .with_graceful_shutdown(common::shutdown_signal())
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 
