@@ -45,12 +45,11 @@ pub async fn send(
     intent: &Intent,
     budget: Duration,
 ) -> Result<u32, String> {
-    let deadline = budget;
     let started = tokio::time::Instant::now();
     let mut backoff = Duration::from_millis(250);
     let mut attempts = 0u32;
     loop {
-        let left = deadline.saturating_sub(started.elapsed());
+        let left = budget.saturating_sub(started.elapsed());
         if left.is_zero() {
             return Err(format!(
                 "{}: no time left before the send deadline (after {attempts} attempts)",
@@ -74,7 +73,7 @@ pub async fn send(
             Ok(r) => format!("{} answered HTTP {}", intent.url, r.status()),
             Err(e) => format!("{}: {e}", intent.url),
         };
-        if started.elapsed() + backoff >= deadline {
+        if started.elapsed() + backoff >= budget {
             return Err(format!("{err} (after {attempts} attempts)"));
         }
         tokio::time::sleep(backoff).await;
