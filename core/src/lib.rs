@@ -2,7 +2,8 @@
 //!
 //! - [`labels`]: label sets and series ids exactly as Prometheus computes them;
 //! - [`config`]: Prometheus' `prometheus.yml` plus promlake's sections, validated with located
-//!   errors;
+//!   errors; [`relabel`]: applying relabel rules (`hashmod` included), as scrape targets,
+//!   samples and alerts need it;
 //! - [`duration`], [`value`]: Prometheus' durations, stale marker and float formatting;
 //! - [`keys`]: every object key shape, built and parsed in one place;
 //! - [`block`]: the Parquet block format; [`dedup`]: the one rule that counts each stored
@@ -30,6 +31,7 @@ pub mod keys;
 pub mod labels;
 pub mod log;
 pub mod readonly;
+pub mod relabel;
 pub mod shard;
 pub mod sink;
 pub mod store;

@@ -6,9 +6,9 @@
 
 use std::borrow::Cow;
 
+use crate::config::{Action, RelabelConfig};
+use crate::labels::{Label, LabelsBuilder, is_valid_label_name};
 use md5::{Digest, Md5};
-use promlake_core::config::{Action, RelabelConfig};
-use promlake_core::labels::{Label, LabelsBuilder, is_valid_label_name};
 
 /// Applies `rules` in order. Returns false when a rule drops the label set.
 pub fn process(rules: &[RelabelConfig], lb: &mut LabelsBuilder) -> bool {
@@ -109,8 +109,8 @@ fn apply(cfg: &RelabelConfig, lb: &mut LabelsBuilder) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use promlake_core::labels::Labels;
-    use promlake_core::testdata::prometheus_file;
+    use crate::labels::Labels;
+    use crate::testdata::prometheus_file;
     use serde_json::Value;
 
     fn labels(v: &Value) -> Labels {

@@ -11,7 +11,6 @@ pub mod relabel;
 pub mod route;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -35,31 +34,7 @@ pub const DEFAULT_STORAGE_URL: &str = "./data";
 /// Region used when neither `region` nor an external `region` label names one.
 pub const DEFAULT_REGION: &str = "local";
 
-/// A configuration error, located in its file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigError {
-    /// The file (or "<config>" for text given directly).
-    pub file: String,
-    /// 1-based line, when known.
-    pub line: Option<usize>,
-    /// The key path (`scrape_configs[0].relabel_configs[1].modulus`), when known.
-    pub key: Option<String>,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-        }
-        f.write_str(": ")?;
-        if let Some(key) = &self.key {
-            write!(f, "{key}: ")?;
-        }
-        f.write_str(&self.message)
-    }
-}
+pub use crate::error::ConfigError;
 
 /// The whole configuration file.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]

@@ -694,7 +694,7 @@ impl Evaluator {
             return Some(l);
         }
         let mut b = Labels::from_pairs(l).builder();
-        if !promlake_scrape::relabel::process(rules, &mut b) {
+        if !promlake_core::relabel::process(rules, &mut b) {
             return None;
         }
         Some(
