@@ -573,6 +573,58 @@ mod tests {
     }
 
     #[test]
+    fn rule_output_contract() {
+        use arrow::datatypes::{Field, Fields};
+        let map = |k: DataType, v: DataType| {
+            let entries = Field::new(
+                "entries",
+                DataType::Struct(Fields::from(vec![
+                    Field::new("keys", k, false),
+                    Field::new("values", v, true),
+                ])),
+                false,
+            );
+            Field::new("labels", DataType::Map(entries.into(), false), true)
+        };
+        let value = |t: DataType| Field::new("value", t, true);
+        let check = |fields: Vec<Field>| check_output(&Schema::new(fields));
+        assert_eq!(
+            check(vec![
+                map(DataType::Utf8, DataType::Utf8View),
+                Field::new("job", DataType::Int64, true),
+                value(DataType::Int32),
+            ]),
+            Ok(())
+        );
+        let err = |fields: Vec<Field>| check(fields).unwrap_err();
+        assert!(err(vec![Field::new("v", DataType::Float64, true)]).contains("no `value` column"));
+        assert_eq!(
+            err(vec![value(DataType::Utf8)]),
+            "the `value` column is Utf8, not a number"
+        );
+        assert_eq!(
+            err(vec![
+                map(DataType::Utf8, DataType::Int64),
+                value(DataType::Float64)
+            ]),
+            "column `labels` maps to Int64, but a label map must map text to text"
+        );
+        assert!(
+            err(vec![
+                map(DataType::Int64, DataType::Utf8),
+                value(DataType::Float64)
+            ])
+            .starts_with("column `labels` has Int64 keys")
+        );
+        let rule: Rule = serde_yaml::from_str("alert: A\nexpr: SELECT 1 AS value\n").unwrap();
+        let e = check_rule_output("g", &rule, &Schema::new(vec![value(DataType::Utf8)]));
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "group \"g\", rule \"A\": the `value` column is Utf8, not a number"
+        );
+    }
+
+    #[test]
     fn group_keys_are_key_safe_and_distinct() {
         let a = group_key("a.yml", "my group/1");
         let b = group_key("b.yml", "my group/1");
