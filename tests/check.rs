@@ -165,3 +165,49 @@ fn check_targets_shards_exactly_as_prometheus_hashmod() {
         targets.len()
     );
 }
+
+/// `check config` checks the rule files the config names, as `promtool check config` does: a
+/// config that passes it also starts.
+#[test]
+fn check_config_checks_the_rule_files_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |rules: &str| {
+        let path = dir.path().join("promlake.yml");
+        std::fs::write(
+            &path,
+            format!("rule_files: [{rules}]\nscrape_configs: []\nstorage: {{url: ./data}}\n"),
+        )
+        .unwrap();
+        path
+    };
+    std::fs::write(
+        dir.path().join("good.yml"),
+        "groups:\n  - name: g\n    rules:\n      - record: job:x:sum\n        expr: SELECT 1.0 AS value\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("bad.yml"),
+        "groups:\n  - name: g\n    rules:\n      - record: job:bad\n        expr: SELECT map([1], [2]) AS value\n",
+    )
+    .unwrap();
+
+    let o = run(promlake().args(["check", "config"]).arg(config("good.yml")));
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("SUCCESS: 1 rules found"),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = run(promlake()
+        .args(["check", "config"])
+        .arg(config("good.yml, bad.yml")));
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(stdout(&o).contains("\"job:bad\""), "{}", stdout(&o));
+
+    let o = run(promlake()
+        .args(["check", "config"])
+        .arg(config("missing.yml")));
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(stdout(&o).contains("rule file not found"), "{}", stdout(&o));
+}

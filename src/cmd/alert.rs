@@ -94,6 +94,15 @@ pub struct CheckRulesArgs {
 
 /// `promtool check rules`, plus planning every rule's SQL against promlake's tables.
 pub async fn check(a: CheckRulesArgs) -> Result<ExitCode> {
+    Ok(if check_files(&a.files).await? {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Checks rule files as `promtool check rules` does, printing what it finds; true when all pass.
+pub async fn check_files(files: &[PathBuf]) -> Result<bool> {
     let cfg = Config::default();
     let store = promlake_core::store::open("memory://check-rules", &Default::default())?.store;
     let svc = QueryService::new(
@@ -107,7 +116,7 @@ pub async fn check(a: CheckRulesArgs) -> Result<ExitCode> {
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut failed = false;
-    for f in &a.files {
+    for f in files {
         println!("Checking {}", f.display());
         let file = match rules::load_file(f) {
             Ok(file) => file,
@@ -148,9 +157,5 @@ pub async fn check(a: CheckRulesArgs) -> Result<ExitCode> {
             failed = true;
         }
     }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(!failed)
 }

@@ -42,7 +42,39 @@ pub fn run(c: Check) -> Result<ExitCode> {
             .enable_all()
             .build()?
             .block_on(super::alert::check(a)),
-        Check::Config { file } => check_config(&file),
+        Check::Config { file } => {
+            let code = check_config(&file)?;
+            if code != ExitCode::SUCCESS {
+                return Ok(code);
+            }
+            // As `promtool check config`: the rule files the config names are checked too, so
+            // that a config that passes here also starts.
+            let cfg = Config::load(&file)?;
+            let mut files: Vec<PathBuf> = match promlake_alert::rules::load_groups(&cfg) {
+                Ok(groups) => groups.into_iter().map(|g| g.file).collect(),
+                Err(errors) => {
+                    println!("\n  FAILED: rule_files:");
+                    for e in errors {
+                        println!("{e}");
+                    }
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            files.dedup();
+            if files.is_empty() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!();
+            let ok = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(super::alert::check_files(&files))?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Check::Targets {
             config,
             shard,

@@ -708,7 +708,7 @@ async fn step(procs: &mut [Proc], clock: &ManualClock, t: i64) {
             ));
         }
     }
-    loop {
+    for _ in 0..12_000 {
         for p in procs.iter_mut() {
             if p.done() {
                 let (_, h) = p.busy.take().unwrap();
@@ -724,6 +724,7 @@ async fn step(procs: &mut [Proc], clock: &ManualClock, t: i64) {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    panic!("waited a minute for tick {t} to be decided");
 }
 
 async fn drain(procs: &mut [Proc]) {
