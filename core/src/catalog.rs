@@ -34,7 +34,7 @@ pub async fn regions(store: &dyn ObjectStore) -> Result<Vec<String>> {
     let mut out: Vec<String> = l
         .common_prefixes
         .iter()
-        .filter_map(|p| p.filename()?.strip_prefix("region=").map(str::to_owned))
+        .filter_map(crate::keys::region_of_folder)
         .collect();
     out.sort();
     Ok(out)

@@ -98,6 +98,15 @@ pub fn region_blocks(region: &str) -> Path {
     Path::from(format!("{BLOCKS}/region={region}"))
 }
 
+/// The region a folder under `blocks/` is for (`region=<r>`), or `None` for any other name.
+pub fn region_of_folder(folder: &Path) -> Option<String> {
+    folder
+        .filename()?
+        .strip_prefix("region=")
+        .filter(|r| check_name("region", r).is_ok())
+        .map(str::to_owned)
+}
+
 /// The key of one block.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct BlockKey {
@@ -373,6 +382,11 @@ mod tests {
             "{p}"
         );
         assert_eq!(BlockKey::parse(&p).unwrap(), k);
+        assert_eq!(
+            region_of_folder(&region_blocks("eu-west-1")).as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(region_of_folder(&Path::from("blocks/tmp")), None);
     }
 
     #[test]
