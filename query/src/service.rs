@@ -20,6 +20,7 @@ use promlake_core::faults::InstrumentedStore;
 use promlake_core::labels::Labels;
 use promlake_core::readonly::ReadOnlyStore;
 use promlake_core::telemetry::{Counter, Registry};
+use tracing::Instrument;
 use url::Url;
 
 use crate::coop::YieldEverywhere;
@@ -223,7 +224,7 @@ impl QueryService {
         let sessions = self.sessions.clone();
         let sql = sql.to_owned();
         let res = self
-            .on_query_threads(async move {
+            .on_query_threads("sql", async move {
                 let (state, pool) = sessions.at(at_ms);
                 let run = async {
                     let plan = plan(&state, &sql).await?;
@@ -265,7 +266,7 @@ impl QueryService {
         let sessions = self.sessions.clone();
         let sql = sql.to_owned();
         let at = self.clock.now_ms();
-        self.on_query_threads(async move {
+        self.on_query_threads("plan", async move {
             let plan = plan(&sessions.at(at).0, &sql).await?;
             Ok(Arc::new(plan.schema().as_arrow().clone()))
         })
@@ -277,14 +278,19 @@ impl QueryService {
     /// aborted and ends at its next yield point (DataFusion's operators yield cooperatively).
     async fn on_query_threads<T: Send + 'static>(
         &self,
+        kind: &'static str,
         work: impl std::future::Future<Output = Result<T, QueryError>> + Send + 'static,
     ) -> Result<T, QueryError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let permit = self.admission.enter(deadline, self.timeout).await?;
-        let mut task = self.runtime.spawn(async move {
-            let _slot = permit;
-            work.await
-        });
+        let span = tracing::info_span!("query", kind);
+        let mut task = self.runtime.spawn(
+            async move {
+                let _slot = permit;
+                work.await
+            }
+            .instrument(span),
+        );
         tokio::select! {
             r = &mut task => match r {
                 Ok(r) => r,
@@ -316,7 +322,7 @@ impl QueryService {
         let sessions = self.sessions.clone();
         let lookback = self.lookback_ms;
         let series = self
-            .on_query_threads(async move {
+            .on_query_threads("federate", async move {
                 let ctx = SessionContext::new_with_state(sessions.at(now).0);
                 federate::latest(&ctx, provider, &sels, now - lookback, now).await
             })
