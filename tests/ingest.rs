@@ -567,3 +567,87 @@ fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn sighup_and_post_reload_apply_a_new_config_and_keep_what_is_buffered() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fleet = rt
+        .block_on(Fleet::start(
+            2,
+            PageModel {
+                series: 60,
+                churn: 0.0,
+            },
+            |_| Behaviour::Normal,
+        ))
+        .unwrap();
+    let addrs = fleet.addresses();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = |jobs: &str| {
+        write_config(
+            dir.path(),
+            &format!(
+                "global: {{scrape_interval: 1s}}\nstorage: {{url: {}, flush_interval: 1h}}\nscrape_configs:\n{jobs}",
+                data.display()
+            ),
+        )
+    };
+    let cfg = config(&node_job(&addrs[..1]));
+    let p = Proc::spawn(
+        promlake()
+            .args(["up", "--listen", &format!("127.0.0.1:{port}"), "--config"])
+            .arg(&cfg),
+    );
+    wait_for("the first target scraped", Duration::from_secs(30), || {
+        (fleet.scrapes(0) >= 2).then_some(())
+    });
+    // SIGHUP: a second job.
+    config(&format!(
+        "{}  - job_name: extra\n    static_configs: [{{targets: ['{}']}}]\n",
+        node_job(&addrs[..1]),
+        addrs[1]
+    ));
+    let pid = p.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_for(
+        "the new job's target scraped",
+        Duration::from_secs(30),
+        || (fleet.scrapes(1) >= 2).then_some(()),
+    );
+    // POST /-/reload with a config that does not load: reported, the old one kept.
+    config("  - job_name: broken\n    no_such_key: 1\n");
+    let out = Command::new("curl")
+        .args(["-sS", "-X", "POST", "-w", "\n%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}/-/reload"))
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(body.ends_with("500"), "{body}");
+    assert!(body.contains("no_such_key"), "{body}");
+    let seen = fleet.scrapes(1);
+    wait_for(
+        "scraping goes on with the old config",
+        Duration::from_secs(30),
+        || (fleet.scrapes(1) >= seen + 2).then_some(()),
+    );
+    let o = p.terminate();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Nothing was flushed before SIGTERM (flush_interval: 1h): every scrape made it.
+    let s = store::open(data.to_str().unwrap(), &StoreOptions::default()).unwrap();
+    let rows = rt.block_on(rows_of(s.store.as_ref(), "local"));
+    for (i, a) in addrs.iter().enumerate() {
+        let ups = rows
+            .iter()
+            .filter(|r| r.labels.metric_name() == "up" && r.labels.get("instance") == Some(a))
+            .count() as u64;
+        assert_eq!(ups, fleet.scrapes(i), "{a}");
+    }
+}

@@ -118,6 +118,36 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// SIGHUP, as a stream of reload requests (never on platforms without it).
+pub fn hangups() -> Result<Hangups> {
+    #[cfg(unix)]
+    {
+        let s = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("listening for SIGHUP")?;
+        Ok(Hangups(Some(s)))
+    }
+    #[cfg(not(unix))]
+    Ok(Hangups(None))
+}
+
+/// See [`hangups`].
+pub struct Hangups(
+    #[cfg(unix)] Option<tokio::signal::unix::Signal>,
+    #[cfg(not(unix))] Option<()>,
+);
+
+impl Hangups {
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(s) = &mut self.0
+            && s.recv().await.is_some()
+        {
+            return;
+        }
+        std::future::pending::<()>().await
+    }
+}
+
 /// A time argument: `now`, `now-1h` / `-1h` (a Prometheus duration ago), RFC 3339, or a Unix
 /// timestamp in seconds (or milliseconds when it has 13 digits).
 pub fn parse_time(s: &str) -> Result<TimestampMs> {

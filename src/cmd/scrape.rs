@@ -32,6 +32,8 @@ pub struct ScrapeArgs {
 
 pub async fn run(a: ScrapeArgs) -> Result<ExitCode> {
     common::init_logging();
+    // From here on SIGHUP reloads the config instead of ending the process.
+    let mut hangups = common::hangups()?;
     let cfg = common::load_config(&a.config)?;
     let storage = common::open_storage(&cfg, &cfg.storage)?;
     let replica = common::replica(&cfg, a.replica);
@@ -90,7 +92,24 @@ pub async fn run(a: ScrapeArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     tracing::info!(shard = %a.shard, replica = %replica, storage = %storage.url, "scrape worker started");
-    let (_, report) = worker.run(common::shutdown_signal()).await;
+    let (configs, reloads) = tokio::sync::watch::channel(cfg.clone());
+    let path = a.config.clone();
+    tokio::spawn(async move {
+        loop {
+            hangups.recv().await;
+            match common::load_config(&path) {
+                Ok(c) => {
+                    let _ = configs.send(c);
+                }
+                Err(e) => {
+                    tracing::error!(file = %path.display(), error = %format!("{e:#}"), "reloading the configuration failed; the previous one stays in force")
+                }
+            }
+        }
+    });
+    let (_, report) = worker
+        .run_reloading(common::shutdown_signal(), reloads)
+        .await;
     if report.samples_lost > 0 {
         return Ok(ExitCode::FAILURE);
     }

@@ -6,12 +6,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use axum::http::StatusCode;
+use axum::routing::post;
 use clap::Args;
 use promlake_core::clock::SystemClock;
+use promlake_core::config::Config;
 use promlake_core::shard::Shard;
 use promlake_core::telemetry::Registry;
+use promlake_query::service::QueryService;
 use promlake_scrape::worker::{Worker, WorkerOptions};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::common;
 
@@ -34,6 +38,8 @@ pub struct UpArgs {
 
 pub async fn run(a: UpArgs) -> Result<ExitCode> {
     common::init_logging();
+    // From here on SIGHUP reloads the config instead of ending the process.
+    let mut hangups = common::hangups()?;
     let cfg = common::load_config(&a.config)?;
     let storage = common::open_storage(&cfg, &cfg.storage)?;
     let registry = Registry::new();
@@ -52,6 +58,8 @@ pub async fn run(a: UpArgs) -> Result<ExitCode> {
         .collect::<Result<_>>()?;
     common::remove_staging_leftovers(&storage, &owned);
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Reloaded configs reach the workers here; they keep what they hold.
+    let (cfg_tx, cfg_rx) = watch::channel(cfg.clone());
     let mut workers = Vec::new();
     for k in 0..a.shards.max(1) {
         for r in &replicas {
@@ -67,10 +75,14 @@ pub async fn run(a: UpArgs) -> Result<ExitCode> {
             )
             .await?;
             let mut rx = stop_rx.clone();
+            let configs = cfg_rx.clone();
             workers.push(tokio::spawn(async move {
-                w.run(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
+                w.run_reloading(
+                    async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    },
+                    configs,
+                )
                 .await
             }));
         }
@@ -79,17 +91,50 @@ pub async fn run(a: UpArgs) -> Result<ExitCode> {
     let mut app = promlake_query::router(promlake_query::AppState {
         service: query.clone(),
     });
-    let mut evaluators = Vec::new();
-    if let Some(e) = super::alert::evaluator(&cfg, &replicas[0], query, &registry)? {
-        app = app.merge(promlake_alert::api::router(e.status()));
-        let mut rx = stop_rx.clone();
-        evaluators.push(tokio::spawn(async move {
-            e.run(async move {
-                let _ = rx.wait_for(|s| *s).await;
-            })
-            .await;
-        }));
-    }
+    // The rule evaluator is replaced on a reload; the API shows the current one's status.
+    let shown: promlake_alert::evaluator::StatusHandle = Arc::default();
+    app = app.merge(promlake_alert::api::router(shown.clone()));
+    let (reload_tx, mut reload_rx) = mpsc::channel::<oneshot::Sender<Result<(), String>>>(4);
+    app = app.route(
+        "/-/reload",
+        post(move || {
+            let tx = reload_tx.clone();
+            async move {
+                let (reply, answer) = oneshot::channel();
+                if tx.send(reply).await.is_err() {
+                    return (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "shutting down\n".to_owned(),
+                    );
+                }
+                match answer.await {
+                    Ok(Ok(())) => (StatusCode::OK, String::new()),
+                    Ok(Err(e)) => (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("failed to reload config: {e}\n"),
+                    ),
+                    Err(_) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "shutting down\n".to_owned(),
+                    ),
+                }
+            }
+        }),
+    );
+    let mut rules = Rules {
+        replica: replicas[0].clone(),
+        query: query.clone(),
+        registry: registry.clone(),
+        shown,
+        running: None,
+    };
+    rules.start(&cfg)?;
+    let reloads_ok = registry.gauge(
+        "promlake_config_last_reload_successful",
+        "Whether the last configuration reload succeeded.",
+        &[],
+    );
+    reloads_ok.set(1.0);
     let mut rx = stop_rx.clone();
     let server = tokio::spawn(async move {
         axum::serve(promlake_query::listener::LenientListener(listener), app)
@@ -115,7 +160,7 @@ pub async fn run(a: UpArgs) -> Result<ExitCode> {
     println!("  http://{l}/metrics          promlake's own metrics (scraped by the promlake job)");
     println!("  http://{l}/api/v1/sql       SQL over the table samples (POST the query)");
     println!("  http://{l}/federate         Prometheus federation (match[]=...)");
-    if !evaluators.is_empty() {
+    if !cfg.rule_files.is_empty() {
         println!(
             "  http://{l}/api/v1/alerts    alerts of {}",
             cfg.rule_files.join(", ")
@@ -126,7 +171,32 @@ pub async fn run(a: UpArgs) -> Result<ExitCode> {
         a.worker.shutdown_timeout,
         a.worker.spill_dir.display()
     );
-    common::shutdown_signal().await;
+    let shutdown = common::shutdown_signal();
+    tokio::pin!(shutdown);
+    let mut current = cfg.clone();
+    loop {
+        let reply = tokio::select! {
+            _ = &mut shutdown => break,
+            _ = hangups.recv() => None,
+            Some(reply) = reload_rx.recv() => Some(reply),
+        };
+        let result = reload(&a.config, &current, &mut rules).await;
+        match &result {
+            Ok(new) => {
+                reloads_ok.set(1.0);
+                current = new.clone();
+                let _ = cfg_tx.send(new.clone());
+                tracing::info!(file = %a.config.display(), "configuration reloaded");
+            }
+            Err(e) => {
+                reloads_ok.set(0.0);
+                tracing::error!(file = %a.config.display(), error = %e, "reloading the configuration failed; the previous one stays in force");
+            }
+        }
+        if let Some(reply) = reply {
+            let _ = reply.send(result.map(|_| ()));
+        }
+    }
     println!("promlake up: stopping");
     let _ = stop_tx.send(true);
     let (mut lost, mut spilled) = (0u64, 0u64);
@@ -136,9 +206,7 @@ pub async fn run(a: UpArgs) -> Result<ExitCode> {
             spilled += report.samples_spilled;
         }
     }
-    for e in evaluators {
-        let _ = e.await;
-    }
+    rules.stop().await;
     let _ = server.await;
     if spilled > 0 {
         eprintln!(
@@ -152,4 +220,94 @@ pub async fn run(a: UpArgs) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Loads the config file again; its rule files must load too. On success the rule evaluator
+/// runs the new rules (it continues from its state log, so `for` survives) and the new config is
+/// returned for the workers. On failure everything keeps running as it was.
+async fn reload(
+    path: &std::path::Path,
+    current: &Arc<Config>,
+    rules: &mut Rules,
+) -> std::result::Result<Arc<Config>, String> {
+    let new = common::load_config(path).map_err(|e| format!("{e:#}"))?;
+    if new.storage.url != current.storage.url {
+        tracing::warn!(
+            old = %current.storage.url,
+            new = %new.storage.url,
+            "storage changes take effect at the next start"
+        );
+    }
+    rules.replace(&new).await.map_err(|e| format!("{e:#}"))?;
+    Ok(new)
+}
+
+/// The rule evaluator of `up`, replaced when the config is reloaded.
+struct Rules {
+    replica: String,
+    query: Arc<QueryService>,
+    registry: Registry,
+    /// What `/api/v1/rules` and `/api/v1/alerts` show.
+    shown: promlake_alert::evaluator::StatusHandle,
+    running: Option<RunningRules>,
+}
+
+struct RunningRules {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    mirror: tokio::task::JoinHandle<()>,
+}
+
+impl Rules {
+    /// Starts an evaluator for the config's rule files, if it has any.
+    fn start(&mut self, cfg: &Arc<Config>) -> Result<()> {
+        let e = super::alert::evaluator(cfg, &self.replica, self.query.clone(), &self.registry)?;
+        self.run(e);
+        Ok(())
+    }
+
+    fn run(&mut self, e: Option<promlake_alert::evaluator::Evaluator>) {
+        let Some(e) = e else {
+            if let Ok(mut s) = self.shown.write() {
+                s.clear();
+            }
+            return;
+        };
+        let (stop, mut rx) = watch::channel(false);
+        // The API's handle outlives evaluators: copy the running one's status into it.
+        let (from, to) = (e.status(), self.shown.clone());
+        let mirror = tokio::spawn(async move {
+            loop {
+                let now = from.read().map(|s| s.clone()).unwrap_or_default();
+                if let Ok(mut s) = to.write() {
+                    *s = now;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        });
+        let task = tokio::spawn(async move {
+            e.run(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })
+            .await;
+        });
+        self.running = Some(RunningRules { stop, task, mirror });
+    }
+
+    /// Builds the evaluator of the new config first (a rule file that does not load fails the
+    /// reload and keeps the running one), then replaces the running one.
+    async fn replace(&mut self, cfg: &Arc<Config>) -> Result<()> {
+        let e = super::alert::evaluator(cfg, &self.replica, self.query.clone(), &self.registry)?;
+        self.stop().await;
+        self.run(e);
+        Ok(())
+    }
+
+    async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            let _ = r.stop.send(true);
+            let _ = r.task.await;
+            r.mirror.abort();
+        }
+    }
 }

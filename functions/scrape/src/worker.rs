@@ -360,6 +360,8 @@ pub struct Worker {
     tasks: JoinSet<(TargetState, ScrapeResult)>,
     /// The targets the last discovery gave this worker.
     wanted: HashSet<u64>,
+    /// Targets being scraped when the config was reloaded: their label cache is stale.
+    relabel_after_reload: HashSet<u64>,
     restored: Option<HashMap<u64, TargetSeries>>,
     sink: BlockSink,
     state_log: StateLog,
@@ -427,6 +429,7 @@ impl Worker {
             inflight: HashMap::new(),
             tasks: JoinSet::new(),
             wanted: HashSet::new(),
+            relabel_after_reload: HashSet::new(),
             restored: Some(restored.unwrap_or_default()),
             sink,
             state_log,
@@ -492,6 +495,10 @@ impl Worker {
                 let key = t.labels.hash();
                 current.insert(key);
                 if scraping.contains(&key) {
+                    continue;
+                }
+                if let Some(st) = self.targets.get_mut(&key) {
+                    st.job = job_idx; // jobs may have moved in a reloaded config
                     continue;
                 }
                 self.targets.entry(key).or_insert_with(|| {
@@ -616,7 +623,20 @@ impl Worker {
                 self.stats.failure(reason);
             }
         }
-        let interval = self.jobs[state.job].cfg.interval().as_millis().max(1) as i64;
+        // The config may have been reloaded during the scrape: find the target's job again.
+        let job = self
+            .jobs
+            .iter()
+            .position(|j| j.cfg.job_name == state.target.job());
+        if let Some(j) = job {
+            state.job = j;
+        }
+        if self.relabel_after_reload.remove(&state.key) {
+            state.cache = SeriesCache::new();
+        }
+        let interval = job.map_or(1000, |j| {
+            self.jobs[j].cfg.interval().as_millis().max(1) as i64
+        });
         let now = self.clock.now_ms();
         if state.next_due_ms <= now {
             state.next_due_ms += (now - state.next_due_ms) / interval * interval + interval;
@@ -635,7 +655,7 @@ impl Worker {
             self.stats.rejected("duplicate", result.rejected.duplicate);
         }
         self.sink.push(result.samples);
-        if self.wanted.contains(&state.key) {
+        if job.is_some() && self.wanted.contains(&state.key) {
             self.targets.insert(state.key, state);
         } else {
             tracing::info!(job = state.target.job(), url = %state.url, "target left this worker");
@@ -808,15 +828,70 @@ impl Worker {
         self.flushed(o)
     }
 
+    /// Takes a new config: its jobs and targets apply from the next discovery, at once.
+    /// Targets whose labels did not change keep their schedule, series and staleness; samples
+    /// held are kept. Storage settings other than `flush_interval` apply at the next start.
+    pub fn reload(&mut self, config: Arc<Config>) {
+        if config.storage.url != self.config.storage.url {
+            tracing::warn!(
+                old = %self.config.storage.url,
+                new = %config.storage.url,
+                "storage.url changes take effect at the next start"
+            );
+        }
+        self.jobs = config
+            .scrape_configs
+            .iter()
+            .map(|j| JobCtx {
+                cfg: Arc::new(j.clone()),
+                client: fetch::client_for(j),
+            })
+            .collect();
+        self.discovery = Discovery::new(&config);
+        self.config = config;
+        // Metric relabeling may have changed: label every series afresh.
+        for t in self.targets.values_mut() {
+            t.cache = SeriesCache::new();
+        }
+        self.relabel_after_reload = self.inflight.values().map(|f| f.key).collect();
+        let removed = self.sync_targets(self.clock.now_ms());
+        tracing::info!(
+            jobs = self.jobs.len(),
+            targets = self.targets.len() + self.inflight.len(),
+            removed,
+            "configuration reloaded"
+        );
+    }
+
     /// Runs until `shutdown` resolves: scrapes each target when due, flushes every
     /// `storage.flush_interval` (aligned to the clock) in the background, retries failed writes
     /// with backoff, and on the way out flushes until [`WorkerOptions::shutdown_timeout`], then
     /// spills what is left to [`WorkerOptions::spill_dir`].
     pub async fn run(
-        mut self,
+        self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> (Self, ShutdownReport) {
-        let flush_every = self.config.storage.flush_interval.as_millis().max(1000) as i64;
+        self.run_inner(shutdown, None).await
+    }
+
+    /// [`run`](Self::run), taking each config sent on `reloads` ([`reload`](Self::reload)).
+    pub async fn run_reloading(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+        reloads: tokio::sync::watch::Receiver<Arc<Config>>,
+    ) -> (Self, ShutdownReport) {
+        self.run_inner(shutdown, Some(reloads)).await
+    }
+
+    async fn run_inner(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+        mut reloads: Option<tokio::sync::watch::Receiver<Arc<Config>>>,
+    ) -> (Self, ShutdownReport) {
+        if let Some(r) = &mut reloads {
+            r.mark_unchanged();
+        }
+        let mut flush_every = self.config.storage.flush_interval.as_millis().max(1000) as i64;
         let mut next_flush = (self.clock.now_ms() / flush_every + 1) * flush_every;
         let mut flushing: Option<tokio::task::JoinHandle<FlushOutcome>> = None;
         let mut summary = RoundSummary::default();
@@ -852,6 +927,12 @@ impl Worker {
                     if let Ok(o) = out {
                         self.flushed(o);
                     }
+                }
+                Some(cfg) = next_config(&mut reloads) => {
+                    self.reload(cfg);
+                    flush_every = self.config.storage.flush_interval.as_millis().max(1000) as i64;
+                    next_flush = next_flush.min((self.clock.now_ms() / flush_every + 1) * flush_every);
+                    next_sync = self.clock.now_ms() + 1000;
                 }
                 _ = tokio::time::sleep(sleep) => {}
             }
@@ -940,6 +1021,18 @@ impl Worker {
         }
         report
     }
+}
+
+/// The next config sent to a running worker; never, without a channel or once it is closed.
+async fn next_config(
+    reloads: &mut Option<tokio::sync::watch::Receiver<Arc<Config>>>,
+) -> Option<Arc<Config>> {
+    if let Some(r) = reloads
+        && r.changed().await.is_ok()
+    {
+        return Some(r.borrow_and_update().clone());
+    }
+    std::future::pending().await
 }
 
 struct ScrapeResult {

@@ -825,3 +825,73 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_the_targets_and_keeps_what_is_buffered() {
+    let fleet = Fleet::start(
+        2,
+        PageModel {
+            series: 60,
+            churn: 0.0,
+        },
+        |_| Behaviour::Normal,
+    )
+    .await
+    .unwrap();
+    let addrs = fleet.addresses();
+    let cfg = |jobs: String| {
+        Arc::new(
+            Config::parse(&format!(
+                "global: {{scrape_interval: 1s, scrape_timeout: 1s}}\nstorage: {{url: 'memory://', flush_interval: 1h}}\nscrape_configs:\n{jobs}"
+            ))
+            .unwrap(),
+        )
+    };
+    let before = cfg(static_job("a", &addrs[..1], ""));
+    let after = cfg(format!(
+        "{}{}",
+        static_job("b", &addrs[1..], ""),
+        static_job("a", &addrs[..1], "")
+    ));
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let clock = Arc::new(ManualClock::new(T0));
+    let registry = Registry::new();
+    let shared: SharedClock = clock.clone();
+    let w = Worker::new(
+        before.clone(),
+        WorkerOptions::new(Shard::ALL, "a", "test"),
+        store.clone(),
+        shared,
+        &registry,
+    )
+    .await
+    .unwrap();
+    let (reload, reloads) = tokio::sync::watch::channel(before);
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(w.run_reloading(
+        async move {
+            let _ = rx.await;
+        },
+        reloads,
+    ));
+    assert!(advance_until(&clock, Duration::from_secs(1), 3, || scrapes_ok(&registry)).await);
+    reload.send(after).unwrap();
+    assert!(
+        advance_until(&clock, Duration::from_secs(1), 2, || fleet.scrapes(1)).await,
+        "the target of the new job is scraped"
+    );
+    stop.send(()).unwrap();
+    let (_, report) = handle.await.unwrap();
+    assert_eq!(report.samples_lost, 0);
+    let rows = all_rows(store.as_ref()).await;
+    for (i, a) in addrs.iter().enumerate() {
+        assert_eq!(
+            value_of(&rows, "up", a).len() as u64,
+            fleet.scrapes(i),
+            "every scrape of {a}, before and after the reload, is stored"
+        );
+    }
+    let jobs: std::collections::BTreeSet<&str> =
+        rows.iter().filter_map(|r| r.labels.get("job")).collect();
+    assert_eq!(jobs, ["a", "b"].into_iter().collect());
+}
