@@ -688,7 +688,7 @@ async fn sql_cannot_write_anything() {
             "COPY (SELECT 'x' AS a) TO '{}' STORED AS CSV",
             victim.display()
         ),
-        format!("COPY (SELECT 'x' AS a) TO 'victim.txt' STORED AS CSV"),
+        "COPY (SELECT 'x' AS a) TO 'victim.txt' STORED AS CSV".to_string(),
         format!("COPY (SELECT 2.0 AS value) TO 'promlake://eu1/{key}' STORED AS PARQUET"),
         format!(
             "EXPLAIN ANALYZE COPY (SELECT 1 AS a) TO '{}' STORED AS CSV",
