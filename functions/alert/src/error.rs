@@ -13,6 +13,12 @@ pub enum AlertError {
         rule: String,
         reason: String,
     },
+    /// Two of an alerting rule's results have the same labels once the rule's labels are added.
+    #[error("vector contains metrics with the same labelset after applying alert labels")]
+    DuplicateAlertLabels,
+    /// A group's `limit` on pending and firing alerts was exceeded: the rule's alerts are dropped.
+    #[error("exceeded limit of {limit} with {count} alerts")]
+    AlertLimit { limit: u64, count: u64 },
     #[error(transparent)]
     Core(#[from] promlake_core::Error),
 }

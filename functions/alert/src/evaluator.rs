@@ -579,8 +579,9 @@ impl Evaluator {
                         }
                         (a, None)
                     }
-                    Err(e) if e.starts_with("exceeded limit") => (Vec::new(), Some(e)),
-                    Err(e) => (prev_alerts, Some(e)),
+                    // Over the group's limit, Prometheus drops the rule's alerts.
+                    Err(e @ AlertError::AlertLimit { .. }) => (Vec::new(), Some(e.to_string())),
+                    Err(e) => (prev_alerts, Some(e.to_string())),
                 },
                 (Ok(rows), false) => match recording_samples(rule, rows, &cx) {
                     Ok(s) => {

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use promlake_core::labels::Labels;
 use serde::{Deserialize, Serialize};
 
+use crate::error::AlertError;
 use crate::rules::Rule;
 use crate::template::{TemplateData, expand};
 
@@ -163,7 +164,7 @@ pub fn eval_alerting(
     prev: &[Alert],
     results: Vec<SeriesRow>,
     cx: &EvalContext<'_>,
-) -> Result<Vec<Alert>, String> {
+) -> Result<Vec<Alert>, AlertError> {
     let name = rule.alert.as_deref().unwrap_or_default();
     let hold = rule.for_.map(|d| d.as_millis() as i64).unwrap_or(0);
     let keep_for = rule
@@ -212,9 +213,7 @@ pub fn eval_alerting(
         };
         let fp = a.fingerprint();
         if seen.insert(fp, ()).is_some() {
-            return Err(
-                "vector contains metrics with the same labelset after applying alert labels".into(),
-            );
+            return Err(AlertError::DuplicateAlertLabels);
         }
         match active.get_mut(&fp) {
             Some(existing) if existing.state != AlertStatus::Inactive => {
@@ -262,10 +261,10 @@ pub fn eval_alerting(
         .filter(|a| a.state != AlertStatus::Inactive)
         .count() as u64;
     if cx.limit > 0 && pending_or_firing > cx.limit {
-        return Err(format!(
-            "exceeded limit of {} with {pending_or_firing} alerts",
-            cx.limit
-        ));
+        return Err(AlertError::AlertLimit {
+            limit: cx.limit,
+            count: pending_or_firing,
+        });
     }
     out.sort_by(|a, b| a.labels.cmp(&b.labels));
     Ok(out)
@@ -373,19 +372,16 @@ mod tests {
     fn duplicates_and_limits_are_rule_errors() {
         let r = rule("alert: A\nexpr: SELECT 1 AS value\n");
         let dup = vec![res("x", 1.0)[0].clone(), res("x", 2.0)[0].clone()];
-        assert!(
-            eval_alerting(&r, &[], dup, &cx(0))
-                .unwrap_err()
-                .contains("same labelset")
-        );
+        assert!(matches!(
+            eval_alerting(&r, &[], dup, &cx(0)).unwrap_err(),
+            AlertError::DuplicateAlertLabels
+        ));
         let mut c = cx(0);
         c.limit = 1;
         let two = vec![res("x", 1.0)[0].clone(), res("y", 1.0)[0].clone()];
-        assert!(
-            eval_alerting(&r, &[], two, &c)
-                .unwrap_err()
-                .contains("exceeded limit of 1 with 2 alerts")
-        );
+        let e = eval_alerting(&r, &[], two, &c).unwrap_err();
+        assert!(matches!(e, AlertError::AlertLimit { limit: 1, count: 2 }));
+        assert_eq!(e.to_string(), "exceeded limit of 1 with 2 alerts");
     }
 
     #[test]
