@@ -47,6 +47,9 @@ pub const REPORT_SERIES: [&str; 5] = [
     "scrape_series_added",
 ];
 
+/// How long a starting worker waits for its staleness state before it starts without it.
+const STATE_LOAD_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// How a worker is run.
 #[derive(Clone, Debug)]
 pub struct WorkerOptions {
@@ -398,7 +401,23 @@ impl Worker {
         }
         promlake_core::keys::check_name("region", &opts.region).map_err(WorkerError::Invalid)?;
         let state_log = StateLog::new(store.clone(), &opts.region, opts.shard, &opts.replica);
-        let restored = state_log.load().await?.map(|s| s.targets);
+        // Without its state a worker cannot mark the series that vanished while it was down as
+        // stale; without scraping it would lose every sample meanwhile. So storage that fails or
+        // hangs at start is reported, and the worker starts without the state.
+        let restored = match tokio::time::timeout(STATE_LOAD_TIMEOUT, state_log.load()).await {
+            Ok(Ok(state)) => state.map(|s| s.targets),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "reading the staleness state failed; starting without it");
+                None
+            }
+            Err(_) => {
+                tracing::error!(
+                    timeout_s = STATE_LOAD_TIMEOUT.as_secs(),
+                    "reading the staleness state did not finish in time; starting without it"
+                );
+                None
+            }
+        };
         let jobs = config
             .scrape_configs
             .iter()

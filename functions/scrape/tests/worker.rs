@@ -895,3 +895,43 @@ async fn a_reload_changes_the_targets_and_keeps_what_is_buffered() {
         rows.iter().filter_map(|r| r.labels.get("job")).collect();
     assert_eq!(jobs, ["a", "b"].into_iter().collect());
 }
+
+#[tokio::test]
+async fn a_worker_starts_and_scrapes_while_storage_is_down() {
+    let fleet = Fleet::start(
+        1,
+        PageModel {
+            series: 60,
+            churn: 0.0,
+        },
+        |_| Behaviour::Normal,
+    )
+    .await
+    .unwrap();
+    let addrs = fleet.addresses();
+    let faulty = Arc::new(InstrumentedStore::new(Arc::new(InMemory::new())));
+    faulty.set_plan(FaultPlan {
+        fail_lists: u64::MAX,
+        fail_gets: u64::MAX,
+        fail_puts: u64::MAX,
+        ..Default::default()
+    });
+    let store: Arc<dyn ObjectStore> = faulty.clone();
+    let clock = Arc::new(ManualClock::new(T0));
+    let shared: SharedClock = clock.clone();
+    let mut w = Worker::new(
+        config(&static_job("node", &addrs, "")),
+        WorkerOptions::new(Shard::ALL, "a", "test"),
+        store.clone(),
+        shared,
+        &Registry::new(),
+    )
+    .await
+    .expect("the staleness state is unreadable, but scraping goes on without it");
+    assert_eq!(w.scrape_all().await.up, 1);
+    assert!(w.flush(false).await.blocks_pending > 0);
+    faulty.set_plan(FaultPlan::default());
+    assert_eq!(w.flush(true).await.blocks_pending, 0);
+    let rows = all_rows(store.as_ref()).await;
+    assert_eq!(value_of(&rows, "up", &addrs[0]), vec![1.0]);
+}
