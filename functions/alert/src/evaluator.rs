@@ -29,17 +29,15 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type};
-use bytes::Bytes;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use promlake_core::block::{self, Sample};
+use promlake_core::block::Sample;
 use promlake_core::clock::{SharedClock, TimestampMs};
 use promlake_core::config::Config;
-use promlake_core::keys::{
-    self, AlertGroupKey, BlockKey, LogDir, RULES_REPLICA, SentMarker, new_ulid,
-};
+use promlake_core::keys::{self, AlertGroupKey, LogDir, RULES_REPLICA, SentMarker};
 use promlake_core::labels::Labels;
 use promlake_core::log::{Appended, CreateOnlyLog};
 use promlake_core::shard::Shard;
+use promlake_core::sink::{BlockSink, SinkMetrics, SinkOptions};
 use promlake_core::telemetry::{Counter, Registry};
 use promlake_query::QueryService;
 
@@ -131,15 +129,6 @@ struct Runner {
     interval_ms: i64,
     known: Option<GroupState>,
     ticks: u64,
-    /// Rule output blocks whose PUT failed, retried at every tick until written.
-    unwritten: Vec<PendingOutput>,
-}
-
-/// A rule output block, its key chosen before the first attempt.
-struct PendingOutput {
-    key: BlockKey,
-    bytes: Bytes,
-    rows: u64,
 }
 
 #[derive(Clone)]
@@ -163,6 +152,9 @@ pub struct Evaluator {
     route: Option<Route>,
     alertmanagers: Vec<String>,
     runners: Vec<Runner>,
+    /// Rule output: written at the tick that computed it; what fails is kept and retried at
+    /// the next tick of any group.
+    output: BlockSink,
     stats: Stats,
     status: StatusHandle,
     faults: Option<Arc<dyn Faults>>,
@@ -236,7 +228,6 @@ impl Evaluator {
                 g,
                 known: None,
                 ticks: 0,
-                unwritten: Vec::new(),
             })
             .collect();
         let status = Arc::new(RwLock::new(
@@ -252,7 +243,14 @@ impl Evaluator {
                 })
                 .collect(),
         ));
+        let output = BlockSink::new(
+            store.clone(),
+            clock.clone(),
+            SinkOptions::new(&opts.region, Shard::ALL, RULES_REPLICA),
+            SinkMetrics::default(),
+        );
         Ok(Self {
+            output,
             route: config.alerting.route.as_ref().map(Route::new),
             config,
             opts,
@@ -309,7 +307,7 @@ impl Evaluator {
             };
             // An owner wrote (or tried) its output already; other outcomes retry old output.
             if !matches!(outcome, Outcome::Owned { .. } | Outcome::Crashed) {
-                self.write_outputs(i).await;
+                self.write_output().await;
             }
             if let Ok(mut s) = self.status.write() {
                 s[i].state = self.runners[i].known.clone();
@@ -383,10 +381,8 @@ impl Evaluator {
         self.stats.owned.inc();
         self.runners[i].known = Some(state.clone());
         self.runners[i].ticks += 1;
-        if !samples.is_empty() {
-            self.queue_output(i, samples, t);
-        }
-        self.write_outputs(i).await;
+        self.output.push(samples);
+        self.write_output().await;
         let group_key = self.runners[i].g.key.clone();
         // Sending stops at the deadline written in the intents.
         let budget = Duration::from_millis((deadline - self.clock.now_ms()).max(0) as u64)
@@ -765,56 +761,11 @@ impl Evaluator {
         }
     }
 
-    /// Encodes this tick's rule output as a block to write, its key chosen now.
-    fn queue_output(&mut self, i: usize, mut samples: Vec<Sample>, t: TimestampMs) {
-        let group = &self.runners[i].g.group.name;
-        match block::encode(&mut samples, &self.opts.region, Shard::ALL, RULES_REPLICA) {
-            Ok((meta, bytes)) => {
-                let key = BlockKey {
-                    region: self.opts.region.clone(),
-                    min_ts: meta.min_ts,
-                    max_ts: meta.max_ts,
-                    shard: Shard::ALL,
-                    replica: RULES_REPLICA.into(),
-                    id: new_ulid(t),
-                };
-                self.runners[i].unwritten.push(PendingOutput {
-                    key,
-                    bytes,
-                    rows: meta.rows,
-                });
-            }
-            Err(e) => {
-                tracing::error!(group = %group, tick = t, rows = samples.len(), error = %e, "encoding rule output failed; it is lost")
-            }
+    /// Writes the rule output held by the sink; a block that fails stays for the next tick.
+    async fn write_output(&self) {
+        if let Some((key, error)) = self.output.flush().await.failed {
+            tracing::error!(key = %key, error = %error, "writing rule output failed; kept and retried at the next tick");
         }
-    }
-
-    /// Writes the group's pending output blocks; those that fail stay for the next tick.
-    async fn write_outputs(&mut self, i: usize) {
-        let pending = std::mem::take(&mut self.runners[i].unwritten);
-        let mut still = Vec::new();
-        for b in pending {
-            let path = b.key.path();
-            let opts = PutOptions {
-                mode: PutMode::Create,
-                ..Default::default()
-            };
-            match self
-                .store
-                .put_opts(&path, PutPayload::from(b.bytes.clone()), opts)
-                .await
-            {
-                // AlreadyExists: an earlier attempt landed and only its answer was lost; the key
-                // is this block's alone.
-                Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
-                Err(e) => {
-                    tracing::error!(group = %self.runners[i].g.group.name, key = %path, rows = b.rows, error = %e, "writing rule output failed; kept and retried at the next tick");
-                    still.push(b);
-                }
-            }
-        }
-        self.runners[i].unwritten = still;
     }
 
     async fn cleanup(&self, i: usize, t: TimestampMs) {
