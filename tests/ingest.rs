@@ -603,12 +603,23 @@ fn sighup_and_post_reload_apply_a_new_config_and_keep_what_is_buffered() {
     wait_for("the first target scraped", Duration::from_secs(30), || {
         (fleet.scrapes(0) >= 2).then_some(())
     });
-    // SIGHUP: a second job.
-    config(&format!(
+    // SIGHUP: a second job, and a rule file.
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        "groups:\n  - name: reloaded\n    rules:\n      - record: job:up:sum\n        expr: SELECT 1.0 AS value\n",
+    )
+    .unwrap();
+    let path = config(&format!(
         "{}  - job_name: extra\n    static_configs: [{{targets: ['{}']}}]\n",
         node_job(&addrs[..1]),
         addrs[1]
     ));
+    let with_rules = std::fs::read_to_string(&path).unwrap().replacen(
+        "scrape_configs:",
+        "rule_files: [rules.yml]\nscrape_configs:",
+        1,
+    );
+    std::fs::write(&path, with_rules).unwrap();
     let pid = p.0.id().to_string();
     assert!(
         Command::new("kill")
@@ -622,6 +633,10 @@ fn sighup_and_post_reload_apply_a_new_config_and_keep_what_is_buffered() {
         Duration::from_secs(30),
         || (fleet.scrapes(1) >= 2).then_some(()),
     );
+    wait_for("the new rule group served", Duration::from_secs(30), || {
+        let rules = http_get(&format!("http://127.0.0.1:{port}/api/v1/rules"))?;
+        rules.contains("\"reloaded\"").then_some(())
+    });
     // POST /-/reload with a config that does not load: reported, the old one kept.
     config("  - job_name: broken\n    no_such_key: 1\n");
     let out = Command::new("curl")
