@@ -196,3 +196,41 @@ fn bad_lines_are_named_and_nothing_is_written() {
         );
     }
 }
+
+/// Two files that overlap (the second repeats the first's last hour and adds one): every sample
+/// counts once in `samples`, though storage holds the repeated hour twice.
+#[test]
+fn overlapping_imports_count_each_sample_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("promlake.yml");
+    std::fs::write(
+        &config,
+        format!("storage: {}\n", dir.path().join("data").display()),
+    )
+    .unwrap();
+    let hour = 3_600_000;
+    let t0 = START - START % hour;
+    let line = |t: i64, v: u64| format!("x_total{{job=\"a\"}} {v} {}.{:03}\n", t / 1000, t % 1000);
+    let file = |name: &str, from: i64, to: i64| {
+        let mut text = String::from("# TYPE x_total counter\n");
+        let mut t = from;
+        while t < to {
+            text.push_str(&line(t, (t / 1000) as u64));
+            t += 15_000;
+        }
+        text.push_str("# EOF\n");
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let first = file("first.om", t0, t0 + 2 * hour);
+    let second = file("second.om", t0 + hour, t0 + 3 * hour);
+    for f in [&first, &second] {
+        let o = import(&config, f);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let v = sql(&config, "SELECT count(*) AS n FROM samples");
+    assert_eq!(v[0]["n"], 3 * 240, "{v}");
+    let v = sql(&config, "SELECT count(*) AS n FROM samples_raw");
+    assert_eq!(v[0]["n"], 4 * 240, "{v}");
+}

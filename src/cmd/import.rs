@@ -15,13 +15,13 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
-use object_store::{PutMode, PutOptions, PutPayload};
-use promlake_core::block::{self, Sample};
-use promlake_core::keys::{self, BlockKey};
+use promlake_core::block::Sample;
+use promlake_core::clock::SystemClock;
+use promlake_core::keys;
 use promlake_core::labels::Labels;
 use promlake_core::shard::Shard;
+use promlake_core::sink::{BlockSink, SinkMetrics, SinkOptions};
 use promlake_scrape::exposition::{Entry, Format, Parser};
-use ulid::Ulid;
 
 use super::common;
 
@@ -60,36 +60,23 @@ pub async fn run(i: Import) -> Result<ExitCode> {
     let content = xxhash_rust::xxh3::xxh3_128(&bytes);
 
     let hours = parsed.hours.len();
-    let (mut written, mut present, mut bytes_written) = (0usize, 0usize, 0u64);
-    let mut failed = Vec::new();
-    for (n, (hour, mut samples)) in parsed.hours.into_iter().enumerate() {
-        progress.show(&format!("writing hour {} of {hours}", n + 1));
-        let (meta, body) = block::encode(&mut samples, &region, Shard::ALL, &a.replica)
-            .with_context(|| format!("encoding the hour starting at {}", rfc3339(hour)))?;
-        let key = BlockKey {
-            region: region.clone(),
-            min_ts: meta.min_ts,
-            max_ts: meta.max_ts,
-            shard: Shard::ALL,
-            replica: a.replica.clone(),
-            // The same file gives the same keys: a second import finds its hours present.
-            id: Ulid::from_parts(hour as u64, content ^ hour as u128),
-        };
-        let path = key.path();
-        let len = body.len() as u64;
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match store.put_opts(&path, PutPayload::from(body), opts).await {
-            Ok(_) => {
-                written += 1;
-                bytes_written += len;
-            }
-            Err(object_store::Error::AlreadyExists { .. }) => present += 1,
-            Err(e) => failed.push(format!("{} ({path}): {e}", rfc3339(hour))),
-        }
-    }
+    let mut opts = SinkOptions::new(&region, Shard::ALL, &a.replica);
+    // The same file gives the same keys: a second import finds its hours present.
+    opts.id_seed = Some(content);
+    // The whole file is in memory already; the sink holds it until it is written.
+    opts.max_pending_samples = u64::MAX;
+    let sink = BlockSink::new(store, Arc::new(SystemClock), opts, SinkMetrics::default());
+    sink.push(parsed.hours.into_values().flatten());
+    progress.show(&format!("writing {hours} hour(s)"));
+    let report = sink.flush().await;
+    let present = report.written.iter().filter(|b| b.already_there).count();
+    let written = report.written.len() - present;
+    let bytes_written: u64 = report
+        .written
+        .iter()
+        .filter(|b| !b.already_there)
+        .map(|b| b.bytes)
+        .sum();
     progress.done();
     println!(
         "{file}: {} samples of {} series in {hours} hour(s), {} to {}",
@@ -105,17 +92,20 @@ pub async fn run(i: Import) -> Result<ExitCode> {
         } else {
             0.0
         },
-        failed.len(),
+        report.blocks_pending,
         storage.url,
         a.replica
     );
-    if failed.is_empty() {
-        return Ok(ExitCode::SUCCESS);
+    match report.failed {
+        None => Ok(ExitCode::SUCCESS),
+        Some((key, error)) => {
+            eprintln!(
+                "error: writing {key} failed: {error}; {} hour(s) were not written: import the file again to write them",
+                report.blocks_pending
+            );
+            Ok(ExitCode::FAILURE)
+        }
     }
-    for f in &failed {
-        eprintln!("error: the hour {f} was not written; import the file again to retry it");
-    }
-    Ok(ExitCode::FAILURE)
 }
 
 struct Parsed {
