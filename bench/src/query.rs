@@ -14,13 +14,12 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use arrow::array::AsArray;
 use arrow::datatypes::Float64Type;
-use object_store::{PutMode, PutOptions, PutPayload};
-use promlake_core::block::{self, Sample};
-use promlake_core::clock::{ManualClock, SharedClock};
+use promlake_core::block::Sample;
+use promlake_core::clock::{ManualClock, SharedClock, SystemClock};
 use promlake_core::config::Config;
-use promlake_core::keys::{BlockKey, new_ulid};
 use promlake_core::labels::Labels;
 use promlake_core::shard::Shard;
+use promlake_core::sink::{BlockSink, SinkMetrics, SinkOptions};
 use promlake_core::store::{self, StoreOptions};
 use promlake_core::telemetry::Registry;
 use promlake_fleet::PageModel;
@@ -99,9 +98,23 @@ async fn ensure_dataset(a: &Args) -> Result<u64> {
         })
         .collect();
     let per_hour = 3_600_000 / STEP;
+    let sinks: Vec<BlockSink> = REGIONS
+        .iter()
+        .zip(&stores)
+        .map(|(region, s)| {
+            let mut opts = SinkOptions::new(region, Shard::ALL, "a");
+            opts.max_pending_samples = u64::MAX;
+            BlockSink::new(
+                s.store.clone(),
+                Arc::new(SystemClock),
+                opts,
+                SinkMetrics::default(),
+            )
+        })
+        .collect();
     let mut total = 0u64;
     for h in 0..a.hours {
-        for (ri, region) in REGIONS.iter().enumerate() {
+        for (ri, sink) in sinks.iter().enumerate() {
             let mut samples = Vec::new();
             for t in (0..a.targets).filter(|t| region_of(*t) == ri) {
                 for s in h * per_hour..(h + 1) * per_hour {
@@ -115,23 +128,10 @@ async fn ensure_dataset(a: &Args) -> Result<u64> {
                 }
             }
             total += samples.len() as u64;
-            let (meta, bytes) = block::encode(&mut samples, region, Shard::ALL, "a")?;
-            let key = BlockKey {
-                region: region.to_string(),
-                min_ts: meta.min_ts,
-                max_ts: meta.max_ts,
-                shard: Shard::ALL,
-                replica: "a".into(),
-                id: new_ulid(meta.max_ts),
-            };
-            let opts = PutOptions {
-                mode: PutMode::Create,
-                ..Default::default()
-            };
-            stores[ri]
-                .store
-                .put_opts(&key.path(), PutPayload::from(bytes), opts)
-                .await?;
+            sink.push(samples);
+            if let Some((key, e)) = sink.flush().await.failed {
+                bail!("writing {key}: {e}");
+            }
         }
         eprintln!("  hour {}/{} written", h + 1, a.hours);
     }
