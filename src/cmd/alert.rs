@@ -18,6 +18,8 @@ use super::common;
 
 #[derive(Args)]
 pub struct AlertArgs {
+    /// The configuration file: Prometheus' prometheus.yml plus promlake's sections
+    /// (storage, region, regions, query, alerting receivers).
     #[arg(long, short)]
     config: PathBuf,
     /// This replica's name (default: the `replica` external label, else 0). Run as many

@@ -14,6 +14,8 @@ use super::common;
 pub enum Blocks {
     /// List blocks with their time range, shard, replica, rows and size.
     Ls {
+        /// The configuration file: Prometheus' prometheus.yml plus promlake's sections
+        /// (storage, region, regions, query, alerting receivers).
         #[arg(long, short)]
         config: PathBuf,
         /// Only blocks with samples at or after this time (now-1h, RFC 3339, Unix seconds).

@@ -20,6 +20,8 @@ pub enum Check {
     Rules(super::alert::CheckRulesArgs),
     /// Show every target with its final labels, and whether a shard scrapes it.
     Targets {
+        /// The configuration file: Prometheus' prometheus.yml plus promlake's sections
+        /// (storage, region, regions, query, alerting receivers).
         #[arg(long, short)]
         config: PathBuf,
         /// The shard to check, K/N (default: one shard owns everything).

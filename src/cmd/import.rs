@@ -35,6 +35,8 @@ pub enum Import {
 pub struct OpenMetricsArgs {
     /// The OpenMetrics text file (every sample with a timestamp, ending with `# EOF`).
     file: PathBuf,
+    /// The configuration file: Prometheus' prometheus.yml plus promlake's sections
+    /// (storage, region, regions, query, alerting receivers).
     #[arg(long, short)]
     config: PathBuf,
     /// The replica name the blocks are written under.

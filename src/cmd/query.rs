@@ -19,6 +19,8 @@ use super::common;
 
 #[derive(Args)]
 pub struct QueryArgs {
+    /// The configuration file: Prometheus' prometheus.yml plus promlake's sections
+    /// (storage, region, regions, query, alerting receivers).
     #[arg(long, short)]
     config: PathBuf,
     /// Where to serve /api/v1/sql, /federate, /metrics.
@@ -35,6 +37,8 @@ pub enum OutputFormat {
 
 #[derive(Args)]
 pub struct SqlArgs {
+    /// The configuration file: Prometheus' prometheus.yml plus promlake's sections
+    /// (storage, region, regions, query, alerting receivers).
     #[arg(long, short)]
     config: PathBuf,
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
