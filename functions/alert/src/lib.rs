@@ -12,6 +12,7 @@ pub mod error;
 pub mod evaluator;
 pub mod lambda;
 pub mod notify;
+pub mod results;
 pub mod rules;
 pub mod state;
 pub mod template;
