@@ -15,6 +15,8 @@ use super::common;
 
 #[derive(Args)]
 pub struct ScrapeArgs {
+    /// The configuration file: Prometheus' prometheus.yml plus promlake's sections
+    /// (storage, region, regions, query, alerting receivers).
     #[arg(long, short)]
     config: PathBuf,
     /// The shard this worker owns, K/N.

@@ -21,6 +21,8 @@ use super::common;
 
 #[derive(Args)]
 pub struct UpArgs {
+    /// The configuration file: Prometheus' prometheus.yml plus promlake's sections
+    /// (storage, region, regions, query, alerting receivers).
     #[arg(long, short, default_value = "examples/local.yml")]
     config: PathBuf,
     /// Where promlake serves /api/v1/sql, /federate and its own /metrics.
