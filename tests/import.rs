@@ -173,6 +173,15 @@ fn bad_lines_are_named_and_nothing_is_written() {
         (
             {
                 let mut l = lines.clone();
+                l[at] = "node_procs_tracked{instance=\"x\",job=\"fleet\"} 3 -9223372036854775.808";
+                l
+            },
+            at + 1,
+            "out of range",
+        ),
+        (
+            {
+                let mut l = lines.clone();
                 l.pop(); // no # EOF: reported at the end, the line after the last
                 l
             },

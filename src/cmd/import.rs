@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
-use promlake_core::block::Sample;
+use promlake_core::block::{self, Sample};
 use promlake_core::clock::SystemClock;
 use promlake_core::keys;
 use promlake_core::labels::Labels;
@@ -148,6 +148,15 @@ fn parse(bytes: &[u8], file: &str, progress: &Progress) -> Result<Parsed> {
                 ),
             ));
         };
+        if !block::timestamp_in_range(ts) {
+            return Err(bad(
+                s.line,
+                &format!(
+                    "{} has a timestamp out of range ({ts} ms: blocks hold years 0 to 9999)",
+                    s.text
+                ),
+            ));
+        }
         let (labels, series_id) = series
             .entry(s.text)
             .or_insert_with(|| {
