@@ -38,6 +38,7 @@ use promlake_core::shard::Shard;
 use promlake_core::sink::{BlockSink, SinkMetrics, SinkOptions};
 use promlake_core::telemetry::{Counter, Registry};
 use promlake_query::QueryService;
+use tracing::Instrument;
 
 use crate::dispatch::{self, Outgoing, Route};
 pub use crate::error::AlertError;
@@ -295,7 +296,13 @@ impl Evaluator {
             {
                 continue;
             }
-            let outcome = match self.run_group(i, t).await {
+            let span = tracing::info_span!(
+                "tick",
+                group = %self.runners[i].g.group.name,
+                tick = t,
+                replica = %self.opts.replica
+            );
+            let outcome = match self.run_group(i, t).instrument(span).await {
                 Ok(o) => o,
                 Err(e) => {
                     tracing::error!(group = %self.runners[i].g.group.name, tick = t, error = %e, "rule group tick failed");
