@@ -69,7 +69,7 @@ fn the_template_sets_only_variables_the_handlers_read() {
         .collect();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let sources: String = [
-        "core/src/config/mod.rs",
+        "core/src/config/load.rs",
         "functions/scrape/src/lambda.rs",
         "functions/alert/src/lambda.rs",
         "query/src/lambda.rs",
