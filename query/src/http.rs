@@ -68,6 +68,9 @@ pub fn router(state: AppState) -> Router {
         .route("/-/healthy", get(|| async { "promlake is Healthy.\n" }))
         .route("/-/ready", get(|| async { "promlake is Ready.\n" }))
         .fallback(|| async { plain_error(StatusCode::NOT_FOUND, "404 page not found") })
+        .method_not_allowed_fallback(|| async {
+            plain_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+        })
         .with_state(state)
 }
 

@@ -616,6 +616,7 @@ async fn sql_over_http_in_every_format() {
     assert!(v["error"].as_str().unwrap().contains("nowhere"), "{v}");
 
     let resp = app
+        .clone()
         .oneshot(
             axum::http::Request::get("/metrics")
                 .body(Body::empty())
@@ -633,6 +634,27 @@ async fn sql_over_http_in_every_format() {
     )
     .unwrap();
     assert!(text.contains("promlake_queries_total"), "{text}");
+
+    // No error without a body: unknown routes, wrong methods.
+    for (method, uri, status, body) in [
+        ("GET", "/nowhere", 404, "404 page not found\n"),
+        ("DELETE", "/api/v1/sql", 405, "Method Not Allowed\n"),
+        ("POST", "/federate", 405, "Method Not Allowed\n"),
+    ] {
+        let resp = app
+            .clone()
+            .oneshot(
+                axum::http::Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{method} {uri}");
+        assert_eq!(body_text(resp).await, body, "{method} {uri}");
+    }
 }
 
 async fn body_text(resp: axum::response::Response) -> String {
