@@ -439,7 +439,7 @@ impl BlockSink {
     pub fn load_spill(&self, dir: &FsPath) -> Result<(usize, u64)> {
         let root = dir.join(crate::keys::region_blocks(&self.opts.region).as_ref());
         let mut files = Vec::new();
-        collect_files(&root, &mut files).map_err(|e| Error::Spill {
+        crate::store::files_under(&root, &mut files).map_err(|e| Error::Spill {
             path: root.display().to_string(),
             message: e.to_string(),
         })?;
@@ -486,23 +486,6 @@ impl BlockSink {
         self.update_gauges(&g);
         Ok(n)
     }
-}
-
-fn collect_files(dir: &FsPath, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for e in entries {
-        let e = e?;
-        if e.file_type()?.is_dir() {
-            collect_files(&e.path(), out)?;
-        } else {
-            out.push(e.path());
-        }
-    }
-    Ok(())
 }
 
 fn write_file_atomically(file: &FsPath, bytes: &[u8]) -> std::io::Result<()> {

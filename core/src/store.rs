@@ -157,24 +157,8 @@ pub fn remove_staging_leftovers(
     min_age: Duration,
     is_ours: impl Fn(&crate::keys::BlockKey) -> bool,
 ) -> std::io::Result<Vec<std::path::PathBuf>> {
-    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        for e in entries {
-            let e = e?;
-            if e.file_type()?.is_dir() {
-                walk(&e.path(), out)?;
-            } else {
-                out.push(e.path());
-            }
-        }
-        Ok(())
-    }
     let mut files = Vec::new();
-    walk(&root.join(crate::keys::BLOCKS), &mut files)?;
+    files_under(&root.join(crate::keys::BLOCKS), &mut files)?;
     let mut removed = Vec::new();
     for f in files {
         let Some(rel) = f.strip_prefix(root).ok().and_then(|p| p.to_str()) else {
@@ -200,4 +184,25 @@ pub fn remove_staging_leftovers(
         }
     }
     Ok(removed)
+}
+
+/// Every file under `dir`, recursively (none when `dir` does not exist).
+pub(crate) fn files_under(
+    dir: &std::path::Path,
+    out: &mut Vec<std::path::PathBuf>,
+) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for e in entries {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            files_under(&e.path(), out)?;
+        } else {
+            out.push(e.path());
+        }
+    }
+    Ok(())
 }
