@@ -662,3 +662,42 @@ fn sighup_and_post_reload_apply_a_new_config_and_keep_what_is_buffered() {
         assert_eq!(ups, fleet.scrapes(i), "{a}");
     }
 }
+
+/// A SIGTERM that arrives while `up` is still starting (its port bound, the rest being set up) is
+/// a shutdown with a final flush, not the signal's default action (the handler used to be
+/// installed only after start-up).
+#[test]
+fn sigterm_while_up_starts_stops_with_a_final_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "storage: {{url: {}}}\nscrape_configs: []\n",
+            dir.path().join("data").display()
+        ),
+    );
+    for _ in 0..3 {
+        let p = Proc::spawn(
+            promlake()
+                .args(["up", "--listen", &format!("127.0.0.1:{port}"), "--config"])
+                .arg(&cfg),
+        );
+        // As soon as the port is bound: up is still starting (the query service, the workers).
+        let bound = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                bound.elapsed() < Duration::from_secs(30),
+                "up never listened"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let o = p.terminate();
+        assert!(o.status.success(), "{:?}: {}", o.status, stderr(&o));
+        assert!(
+            stdout(&o).contains("promlake up: stopping"),
+            "{}",
+            stdout(&o)
+        );
+    }
+}

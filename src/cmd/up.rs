@@ -40,8 +40,10 @@ pub struct UpArgs {
 
 pub async fn run(a: UpArgs) -> Result<ExitCode> {
     common::init_logging();
-    // From here on SIGHUP reloads the config instead of ending the process.
+    // From here on SIGHUP reloads the config and SIGTERM stops with a final flush, instead of
+    // either ending the process.
     let mut hangups = common::hangups()?;
+    let shutdown = common::shutdown_signal();
     let cfg = common::load_config(&a.config)?;
     let storage = common::open_storage(&cfg, &cfg.storage)?;
     let registry = Registry::new();
@@ -173,7 +175,6 @@ pub async fn run(a: UpArgs) -> Result<ExitCode> {
         a.worker.shutdown_timeout,
         a.worker.spill_dir.display()
     );
-    let shutdown = common::shutdown_signal();
     tokio::pin!(shutdown);
     let mut current = cfg.clone();
     loop {
