@@ -202,31 +202,34 @@ impl WorkerStats {
     /// Counts samples of a scrape that were not stored, by reason (`out_of_bounds`,
     /// `duplicate`).
     fn rejected(&self, reason: &str, n: u64) {
-        self.registry
-            .counter(
-                "promlake_samples_rejected_total",
-                "Scraped samples not stored, by reason.",
-                &[
-                    ("shard", &self.shard),
-                    ("replica", &self.replica),
-                    ("reason", reason),
-                ],
-            )
-            .inc_by(n);
+        self.by_reason(
+            "promlake_samples_rejected_total",
+            "Scraped samples not stored, by reason.",
+            reason,
+        )
+        .inc_by(n);
     }
 
     fn failure(&self, reason: &str) {
-        self.registry
-            .counter(
-                "promlake_scrape_failures_total",
-                "Failed scrapes by reason.",
-                &[
-                    ("shard", &self.shard),
-                    ("replica", &self.replica),
-                    ("reason", reason),
-                ],
-            )
-            .inc();
+        self.by_reason(
+            "promlake_scrape_failures_total",
+            "Failed scrapes by reason.",
+            reason,
+        )
+        .inc();
+    }
+
+    /// A counter of this worker's shard and replica, by `reason`.
+    fn by_reason(&self, name: &str, help: &str, reason: &str) -> Counter {
+        self.registry.counter(
+            name,
+            help,
+            &[
+                ("shard", &self.shard),
+                ("replica", &self.replica),
+                ("reason", reason),
+            ],
+        )
     }
 }
 
