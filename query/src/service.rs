@@ -34,7 +34,6 @@ use crate::udf;
 
 /// Everything a query service holds; cheap to share.
 pub struct QueryService {
-    ctx: SessionContext,
     sessions: Sessions,
     runtime: Arc<QueryRuntime>,
     /// `query.max_concurrency`.
@@ -149,11 +148,10 @@ impl QueryService {
         }
         Ok(Self {
             sessions: Sessions {
-                base: ctx.clone(),
+                base: ctx,
                 per_query: config.query.memory_limit.0 as usize,
                 server: ServerBudget::new(config.query.server_memory_limit.0 as usize),
             },
-            ctx,
             admission: Admission::new(config.query.max_concurrency),
             runtime: Arc::new(
                 QueryRuntime::new()
@@ -184,7 +182,7 @@ impl QueryService {
     }
 
     pub fn context(&self) -> &SessionContext {
-        &self.ctx
+        &self.sessions.base
     }
 
     pub fn regions(&self) -> &[Region] {
